@@ -86,8 +86,11 @@ impl ContractorDetails {
     /// Validates registration details, naming every field that is not acceptable.
     pub fn parse(raw: &RawDetails) -> Result<Self> {
         let mut violations = Violations::default();
-        let business_name =
-            violations.check(text::required("business_name", &raw.business_name, NAME_MAX));
+        let business_name = violations.check(text::required(
+            "business_name",
+            &raw.business_name,
+            NAME_MAX,
+        ));
         let contact = match &raw.contact {
             Some(contact) => violations.nested("contact", Contact::parse(contact)),
             None => {
@@ -122,7 +125,10 @@ impl ContractorDetails {
         if mask.is_empty() {
             return Err(Error::invalid(
                 "update_mask",
-                format!("is required: name the fields to change, among {}", UPDATABLE_PATHS.join(", ")),
+                format!(
+                    "is required: name the fields to change, among {}",
+                    UPDATABLE_PATHS.join(", ")
+                ),
             ));
         }
         let mut merged = self.to_raw();
@@ -156,7 +162,8 @@ impl ContractorDetails {
                     ("postal_code", &mut target.postal_code, &address.postal_code),
                     ("country", &mut target.country, &address.country),
                 ] {
-                    if all || path == "mailing_address" || path == format!("mailing_address.{name}") {
+                    if all || path == "mailing_address" || path == format!("mailing_address.{name}")
+                    {
                         field.clone_from(value);
                         known = true;
                     }
@@ -173,9 +180,12 @@ impl ContractorDetails {
             }
         }
         Self::parse(&merged).map_err(|err| match err {
-            Error::Invalid(violations) => {
-                Error::Invalid(violations.into_iter().map(|v| v.under("contractor")).collect())
-            }
+            Error::Invalid(violations) => Error::Invalid(
+                violations
+                    .into_iter()
+                    .map(|v| v.under("contractor"))
+                    .collect(),
+            ),
             other => other,
         })
     }
@@ -272,7 +282,10 @@ fn country(field: &str, value: &str) -> Result<String, FieldViolation> {
         .ok()
         .filter(|v| v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()))
         .ok_or_else(|| {
-            FieldViolation::new(field, "must be a two-letter ISO 3166-1 country code, such as CA")
+            FieldViolation::new(
+                field,
+                "must be a two-letter ISO 3166-1 country code, such as CA",
+            )
         })?;
     Ok(value.to_ascii_uppercase())
 }
@@ -393,10 +406,19 @@ mod tests {
 
     #[test]
     fn a_phone_number_with_letters_or_too_few_digits_is_refused() {
-        for bad in ["613-CALL-NOW", "555-01", "+1 613 555 0199 0199 0199", "++16135550199"] {
+        for bad in [
+            "613-CALL-NOW",
+            "555-01",
+            "+1 613 555 0199 0199 0199",
+            "++16135550199",
+        ] {
             let mut raw = raw();
             raw.contact.as_mut().unwrap().phone = bad.into();
-            assert_eq!(fields(ContractorDetails::parse(&raw).unwrap_err()), ["contact.phone"], "{bad}");
+            assert_eq!(
+                fields(ContractorDetails::parse(&raw).unwrap_err()),
+                ["contact.phone"],
+                "{bad}"
+            );
         }
     }
 
@@ -417,7 +439,10 @@ mod tests {
     fn a_canadian_address_needs_a_province_code() {
         let mut raw = raw();
         raw.mailing_address.as_mut().unwrap().province = "Ontario".into();
-        assert_eq!(fields(ContractorDetails::parse(&raw).unwrap_err()), ["mailing_address.province"]);
+        assert_eq!(
+            fields(ContractorDetails::parse(&raw).unwrap_err()),
+            ["mailing_address.province"]
+        );
     }
 
     #[test]
@@ -443,7 +468,10 @@ mod tests {
     fn an_overlong_business_name_is_refused() {
         let mut raw = raw();
         raw.business_name = "B".repeat(201);
-        assert_eq!(fields(ContractorDetails::parse(&raw).unwrap_err()), ["business_name"]);
+        assert_eq!(
+            fields(ContractorDetails::parse(&raw).unwrap_err()),
+            ["business_name"]
+        );
     }
 
     #[test]
@@ -487,14 +515,25 @@ mod tests {
         let current = ContractorDetails::parse(&raw()).unwrap();
         let mut change = raw();
         change.business_name = "Other".into();
-        assert_eq!(current.update(&change, &["*".into()]).unwrap().business_name, "Other");
+        assert_eq!(
+            current
+                .update(&change, &["*".into()])
+                .unwrap()
+                .business_name,
+            "Other"
+        );
     }
 
     #[test]
     fn an_update_without_a_mask_or_with_an_unknown_path_is_refused() {
         let current = ContractorDetails::parse(&raw()).unwrap();
-        assert_eq!(fields(current.update(&raw(), &[]).unwrap_err()), ["update_mask"]);
-        let err = current.update(&raw(), &["contractor_id".into()]).unwrap_err();
+        assert_eq!(
+            fields(current.update(&raw(), &[]).unwrap_err()),
+            ["update_mask"]
+        );
+        let err = current
+            .update(&raw(), &["contractor_id".into()])
+            .unwrap_err();
         assert_eq!(fields(err), ["update_mask"]);
     }
 }

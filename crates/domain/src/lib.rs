@@ -8,6 +8,7 @@ pub mod contractor;
 pub mod customer;
 mod error;
 pub mod membership;
+pub mod paging;
 pub mod permission;
 pub mod pin;
 mod text;

@@ -127,7 +127,10 @@ mod tests {
             require_manager(Some(everything_but_manage), "read the PIN"),
             Err(Error::PermissionDenied(_))
         ));
-        assert!(matches!(require_manager(None, "read the PIN"), Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            require_manager(None, "read the PIN"),
+            Err(Error::PermissionDenied(_))
+        ));
     }
 
     #[test]

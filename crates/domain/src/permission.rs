@@ -125,7 +125,11 @@ mod tests {
 
     #[test]
     fn a_new_associate_holds_nothing() {
-        assert!(Permission::ALL.iter().all(|p| !PermissionSet::NONE.allows(*p)));
+        assert!(
+            Permission::ALL
+                .iter()
+                .all(|p| !PermissionSet::NONE.allows(*p))
+        );
         assert!(PermissionSet::NONE.is_empty());
     }
 
@@ -140,7 +144,10 @@ mod tests {
     #[test]
     fn a_set_lists_its_permissions_in_the_guides_order() {
         let set = PermissionSet::of([Permission::UploadFiles, Permission::Apply]);
-        assert_eq!(set.iter().collect::<Vec<_>>(), [Permission::Apply, Permission::UploadFiles]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Permission::Apply, Permission::UploadFiles]
+        );
     }
 
     proptest! {

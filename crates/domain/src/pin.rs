@@ -34,7 +34,12 @@ impl Pin {
             .map(|i| ((random >> (5 * i)) & 0x1f) as u8)
             .collect();
         symbols.push(check_symbol(&symbols));
-        Self(symbols.iter().map(|&s| ALPHABET[usize::from(s)] as char).collect())
+        Self(
+            symbols
+                .iter()
+                .map(|&s| ALPHABET[usize::from(s)] as char)
+                .collect(),
+        )
     }
 
     /// Parses a PIN as a person typed it. `field` names the request field in the error.
@@ -49,7 +54,9 @@ impl Pin {
                 other => {
                     return Err(Error::invalid(
                         field,
-                        format!("contains {other:?}, which is not a PIN character (PINs use digits and letters except U)"),
+                        format!(
+                            "contains {other:?}, which is not a PIN character (PINs use digits and letters except U)"
+                        ),
                     ));
                 }
             }
@@ -88,10 +95,7 @@ impl Pin {
 }
 
 fn symbol_value(c: u8) -> u8 {
-    ALPHABET
-        .iter()
-        .position(|&a| a == c)
-        .map_or(0, |p| p as u8)
+    ALPHABET.iter().position(|&a| a == c).map_or(0, |p| p as u8)
 }
 
 /// Luhn mod N: doubles every second symbol from the right, folds digits in base 32.
@@ -113,7 +117,7 @@ fn check_symbol(data: &[u8]) -> u8 {
 }
 
 fn check_passes(symbols: &[u8]) -> bool {
-    luhn_sum(symbols, false) % 32 == 0
+    luhn_sum(symbols, false).is_multiple_of(32)
 }
 
 #[cfg(test)]

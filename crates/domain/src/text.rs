@@ -6,7 +6,10 @@ use crate::FieldViolation;
 pub(crate) fn required(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(FieldViolation::new(field, "is required and must not be blank"));
+        return Err(FieldViolation::new(
+            field,
+            "is required and must not be blank",
+        ));
     }
     if trimmed.chars().count() > max {
         return Err(FieldViolation::new(
@@ -26,7 +29,8 @@ pub(crate) fn required(field: &str, value: &str, max: usize) -> Result<String, F
 /// An email address of the common `local@domain.tld` form, lower-cased in its domain part.
 pub(crate) fn email(field: &str, value: &str) -> Result<String, FieldViolation> {
     let value = required(field, value, 254)?;
-    let invalid = |why: &str| FieldViolation::new(field, format!("is not a valid email address: {why}"));
+    let invalid =
+        |why: &str| FieldViolation::new(field, format!("is not a valid email address: {why}"));
     let (local, domain) = value
         .rsplit_once('@')
         .ok_or_else(|| invalid("it has no @"))?;
@@ -51,7 +55,9 @@ pub(crate) fn email(field: &str, value: &str) -> Result<String, FieldViolation> 
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
     if !labels.iter().all(label_ok) {
-        return Err(invalid("the domain may hold only letters, digits, hyphens and dots"));
+        return Err(invalid(
+            "the domain may hold only letters, digits, hyphens and dots",
+        ));
     }
     Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
 }
@@ -84,15 +90,28 @@ mod tests {
 
     #[test]
     fn plausible_email_addresses_are_accepted_with_a_lower_case_domain() {
-        assert_eq!(email("e", "Jo.Smith+permits@Example.CA").unwrap(), "Jo.Smith+permits@example.ca");
+        assert_eq!(
+            email("e", "Jo.Smith+permits@Example.CA").unwrap(),
+            "Jo.Smith+permits@example.ca"
+        );
         assert!(email("e", "a@b.co").is_ok());
     }
 
     #[test]
     fn malformed_email_addresses_are_refused() {
         for bad in [
-            "", "plain", "@example.ca", "jo@", "jo@example", "jo@@example.ca", "jo smith@example.ca",
-            "jo@exa_mple.ca", "jo@-example.ca", ".jo@example.ca", "jo..smith@example.ca", "jo@example..ca",
+            "",
+            "plain",
+            "@example.ca",
+            "jo@",
+            "jo@example",
+            "jo@@example.ca",
+            "jo smith@example.ca",
+            "jo@exa_mple.ca",
+            "jo@-example.ca",
+            ".jo@example.ca",
+            "jo..smith@example.ca",
+            "jo@example..ca",
         ] {
             assert!(email("e", bad).is_err(), "{bad:?} was accepted");
         }

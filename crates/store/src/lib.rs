@@ -1,1 +1,132 @@
-pub use sea_orm; pub use sea_orm_migration;
+//! Mandate's persistence: sea-orm entities, migrations, and one transaction per change.
+//!
+//! Every change runs in a write transaction that first takes the next revision from a one-row
+//! counter. That row lock serialises writers across every replica sharing the database, so
+//! revisions are handed out in commit order, rules that read before they write (the last-Manager
+//! rule, PIN uniqueness) see every earlier change, and the change and its audit event commit
+//! together or not at all. Reads never take it.
+
+mod contractors;
+mod customers;
+mod entity;
+mod error;
+mod migration;
+mod records;
+
+use mandate_domain::membership::ManagerlessPolicy;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use error::{Error, Result};
+pub use records::{
+    Actor, Associate, ChangeKind, Contractor, Customer, Membership, Page, Revision, SealedPin,
+};
+
+/// The database behind Mandate.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    managerless_policy: ManagerlessPolicy,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) without migrating.
+    pub async fn connect(url: &str, managerless_policy: ManagerlessPolicy) -> Result<Self> {
+        let mut options = ConnectOptions::new(url);
+        options.sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(Error::from)?;
+        Ok(Self {
+            db,
+            managerless_policy,
+        })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<()> {
+        migration::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// The connection, for the health check and for tests that inspect what is stored.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The latest committed revision.
+    pub async fn current_revision(&self) -> Result<Revision> {
+        current_revision(&self.db).await
+    }
+
+    /// Starts a write transaction and takes the revision its change will commit at.
+    async fn begin_change(&self) -> Result<(DatabaseTransaction, Revision)> {
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        let row = txn
+            .query_one_raw(Statement::from_string(
+                txn.get_database_backend(),
+                "UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
+        let revision: i64 = row.try_get_by_index(0)?;
+        Ok((txn, revision))
+    }
+}
+
+async fn current_revision(db: &impl ConnectionTrait) -> Result<Revision> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT value FROM revision_counter WHERE id = 1",
+        ))
+        .await?
+        .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+/// A new identifier: a UUIDv7, so identifiers sort in creation order.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// One audit event: what a revision changed, for whom, by whom.
+struct Change<'a> {
+    kind: ChangeKind,
+    contractor_id: Option<&'a str>,
+    customer_id: Option<&'a str>,
+    before: Option<mandate_domain::permission::PermissionSet>,
+    after: Option<mandate_domain::permission::PermissionSet>,
+}
+
+/// Writes the audit event of `revision` in the change's transaction.
+async fn record(
+    txn: &DatabaseTransaction,
+    revision: Revision,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<()> {
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let bits = |set: mandate_domain::permission::PermissionSet| i16::from(set.bits());
+    entity::audit_event::Entity::insert(entity::audit_event::ActiveModel {
+        revision: Set(revision),
+        time: Set(chrono::Utc::now()),
+        kind: Set(change.kind.as_str().to_owned()),
+        actor_customer_id: Set(actor.customer_id.clone()),
+        actor_client: Set(actor.client.clone()),
+        contractor_id: Set(change.contractor_id.map(str::to_owned)),
+        customer_id: Set(change.customer_id.map(str::to_owned)),
+        permissions_before: Set(change.before.map(bits)),
+        permissions_after: Set(change.after.map(bits)),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! Professional/contractor accounts, their PINs, and memberships.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use mandate_domain::Error as Rule;
+use mandate_domain::contractor::ContractorDetails;
+use mandate_domain::membership::{self, Association};
+use mandate_domain::paging::PageRequest;
+use mandate_domain::permission::PermissionSet;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::entity::{contractor, customer, membership as member};
+use crate::{
+    Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
+    Revision, SealedPin, Store, new_id, record,
+};
+
+/// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
+const PIN_ATTEMPTS: usize = 8;
+/// How many `merged_into` links an association follows before calling the data inconsistent.
+const MERGE_DEPTH: usize = 16;
+
+impl Store {
+    /// Registers an account for `registrant`, who becomes its Manager. `new_pin` makes a PIN for
+    /// the account id it is given and returns it with its sealed form; it is called again in the
+    /// (rare) case that the PIN is taken.
+    pub async fn register_contractor<P>(
+        &self,
+        actor: &Actor,
+        registrant: &str,
+        details: ContractorDetails,
+        mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
+    ) -> Result<(Contractor, P, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let contractor_id = new_id();
+        let mut attempt = 0;
+        let (pin, sealed) = loop {
+            let (pin, sealed) = new_pin(&contractor_id)?;
+            if !pin_taken(&txn, &sealed.hash).await? {
+                break (pin, sealed);
+            }
+            attempt += 1;
+            if attempt == PIN_ATTEMPTS {
+                return Err(Error::Internal("could not find an unused PIN".into()));
+            }
+        };
+        let now = Utc::now();
+        let model = contractor::Model {
+            contractor_id: contractor_id.clone(),
+            business_name: details.business_name,
+            contact_name: details.contact.name,
+            contact_phone: details.contact.phone,
+            contact_email: details.contact.email,
+            street: details.mailing_address.street,
+            city: details.mailing_address.city,
+            province: details.mailing_address.province,
+            postal_code: details.mailing_address.postal_code,
+            country: details.mailing_address.country,
+            pin_hash: sealed.hash,
+            pin_ciphertext: sealed.ciphertext,
+            merged_into: None,
+            create_time: now,
+            update_time: now,
+        };
+        contractor::Entity::insert(contractor::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        insert_membership(&txn, &contractor_id, registrant, membership::REGISTRANT).await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                kind: ChangeKind::ContractorRegistered,
+                contractor_id: Some(&contractor_id),
+                customer_id: Some(registrant),
+                before: None,
+                after: Some(membership::REGISTRANT),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((model.into(), pin, revision))
+    }
+
+    /// One account, merged away or not; `NOT_FOUND` for an unknown id.
+    pub async fn contractor(&self, contractor_id: &str) -> Result<Contractor> {
+        Ok(find_contractor(&self.db, contractor_id).await?.into())
+    }
+
+    /// Changes an account's details; only a Manager may. `change` computes the new details.
+    pub async fn update_contractor(
+        &self,
+        actor: &Actor,
+        manager: &str,
+        contractor_id: &str,
+        change: impl FnOnce(&ContractorDetails) -> mandate_domain::Result<ContractorDetails>,
+    ) -> Result<(Contractor, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let current = find_contractor(&txn, contractor_id).await?;
+        let actor_permissions = permissions_of(&txn, contractor_id, manager).await?;
+        membership::require_manager(actor_permissions, "change the account's details")?;
+        let details = change(&Contractor::from(current.clone()).details)?;
+        let mut model = current;
+        model.business_name = details.business_name;
+        model.contact_name = details.contact.name;
+        model.contact_phone = details.contact.phone;
+        model.contact_email = details.contact.email;
+        model.street = details.mailing_address.street;
+        model.city = details.mailing_address.city;
+        model.province = details.mailing_address.province;
+        model.postal_code = details.mailing_address.postal_code;
+        model.country = details.mailing_address.country;
+        model.update_time = Utc::now();
+        contractor::Entity::update(contractor::ActiveModel::from(model.clone()).reset_all())
+            .exec(&txn)
+            .await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                kind: ChangeKind::ContractorUpdated,
+                contractor_id: Some(contractor_id),
+                customer_id: None,
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((model.into(), revision))
+    }
+
+    /// The accounts `customer_id` is associated with, in the order they were registered.
+    pub async fn memberships(
+        &self,
+        customer_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Membership>> {
+        let mut query = member::Entity::find()
+            .filter(member::Column::CustomerId.eq(customer_id))
+            .order_by_asc(member::Column::ContractorId)
+            .limit(page.size + 1);
+        if let Some(after) = &page.after {
+            query = query.filter(member::Column::ContractorId.gt(after.as_str()));
+        }
+        let rows = query.all(&self.db).await?;
+        let (rows, next_page_token) = split_page(rows, page.size, |m| m.contractor_id.clone());
+        let ids: Vec<&str> = rows.iter().map(|m| m.contractor_id.as_str()).collect();
+        let mut contractors: HashMap<String, contractor::Model> = contractor::Entity::find()
+            .filter(contractor::Column::ContractorId.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.contractor_id.clone(), c))
+            .collect();
+        let items = rows
+            .into_iter()
+            .map(|m| {
+                let contractor = contractors.remove(&m.contractor_id).ok_or_else(|| {
+                    Error::Corrupt(format!("membership of missing account {}", m.contractor_id))
+                })?;
+                Ok(Membership {
+                    contractor: contractor.into(),
+                    permissions: stored_permissions(m.permissions),
+                    expire_time: m.expire_time,
+                    associate_time: m.associate_time,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Associates `customer_id` with the account whose PIN hashes to `pin_hash`. Returns the
+    /// membership, whether it existed already, and the revision (the current one when nothing
+    /// changed).
+    pub async fn associate_by_pin(
+        &self,
+        actor: &Actor,
+        customer_id: &str,
+        pin_hash: &str,
+    ) -> Result<(Membership, bool, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let mut account = contractor::Entity::find()
+            .filter(contractor::Column::PinHash.eq(pin_hash))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Rule::NotFound {
+                kind: "PIN",
+                id: "entered".into(),
+            })?;
+        // FAQ: old PINs of merged accounts "keep working" for the surviving account.
+        for _ in 0..MERGE_DEPTH {
+            let Some(survivor) = account.merged_into.clone() else {
+                break;
+            };
+            account = find_contractor(&txn, &survivor).await?;
+        }
+        if account.merged_into.is_some() {
+            return Err(Error::Corrupt(format!(
+                "account {} is merged more than {MERGE_DEPTH} levels deep",
+                account.contractor_id
+            )));
+        }
+        let existing =
+            member::Entity::find_by_id((account.contractor_id.clone(), customer_id.to_owned()))
+                .one(&txn)
+                .await?;
+        let has_manager = member::Entity::find()
+            .filter(member::Column::ContractorId.eq(&account.contractor_id))
+            .filter(member::Column::Permissions.eq(i16::from(PermissionSet::MANAGER.bits())))
+            .count(&txn)
+            .await?
+            > 0;
+        let decision = membership::associate(
+            existing.as_ref().map(|m| stored_permissions(m.permissions)),
+            has_manager,
+            self.managerless_policy,
+        );
+        match (decision, existing) {
+            (Association::Existing(permissions), Some(existing)) => {
+                // Nothing changes: give the revision back by not committing.
+                txn.rollback().await?;
+                Ok((
+                    Membership {
+                        contractor: account.into(),
+                        permissions,
+                        expire_time: existing.expire_time,
+                        associate_time: existing.associate_time,
+                    },
+                    true,
+                    revision - 1,
+                ))
+            }
+            (Association::New(permissions), _) | (Association::Existing(permissions), None) => {
+                let row = insert_membership(&txn, &account.contractor_id, customer_id, permissions)
+                    .await?;
+                record(
+                    &txn,
+                    revision,
+                    actor,
+                    Change {
+                        kind: ChangeKind::Associated,
+                        contractor_id: Some(&account.contractor_id),
+                        customer_id: Some(customer_id),
+                        before: None,
+                        after: Some(permissions),
+                    },
+                )
+                .await?;
+                txn.commit().await?;
+                Ok((
+                    Membership {
+                        contractor: account.into(),
+                        permissions,
+                        expire_time: None,
+                        associate_time: row.associate_time,
+                    },
+                    false,
+                    revision,
+                ))
+            }
+        }
+    }
+
+    /// The sealed PIN of an account, for a Manager to read; the read is audited.
+    pub async fn read_pin(
+        &self,
+        actor: &Actor,
+        manager: &str,
+        contractor_id: &str,
+    ) -> Result<(Vec<u8>, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let account = find_contractor(&txn, contractor_id).await?;
+        membership::require_manager(
+            permissions_of(&txn, contractor_id, manager).await?,
+            "read the account's PIN",
+        )?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                kind: ChangeKind::PinRead,
+                contractor_id: Some(contractor_id),
+                customer_id: None,
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((account.pin_ciphertext, revision))
+    }
+
+    /// The associates of an account, in the order the customers registered; only its
+    /// associates may list them.
+    pub async fn associates(
+        &self,
+        viewer: &str,
+        contractor_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Associate>> {
+        find_contractor(&self.db, contractor_id).await?;
+        membership::require_associate(
+            permissions_of(&self.db, contractor_id, viewer).await?,
+            "list its associates",
+        )?;
+        let mut query = member::Entity::find()
+            .filter(member::Column::ContractorId.eq(contractor_id))
+            .order_by_asc(member::Column::CustomerId)
+            .limit(page.size + 1);
+        if let Some(after) = &page.after {
+            query = query.filter(member::Column::CustomerId.gt(after.as_str()));
+        }
+        let rows = query.all(&self.db).await?;
+        let (rows, next_page_token) = split_page(rows, page.size, |m| m.customer_id.clone());
+        let ids: Vec<&str> = rows.iter().map(|m| m.customer_id.as_str()).collect();
+        let mut customers: HashMap<String, customer::Model> = customer::Entity::find()
+            .filter(customer::Column::CustomerId.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.customer_id.clone(), c))
+            .collect();
+        let items = rows
+            .into_iter()
+            .map(|m| {
+                let customer = customers.remove(&m.customer_id).ok_or_else(|| {
+                    Error::Corrupt(format!("membership of missing customer {}", m.customer_id))
+                })?;
+                Ok(Associate {
+                    customer: Customer::from(customer),
+                    permissions: stored_permissions(m.permissions),
+                    expire_time: m.expire_time,
+                    associate_time: m.associate_time,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+}
+
+async fn find_contractor(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+) -> Result<contractor::Model> {
+    contractor::Entity::find_by_id(contractor_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
+}
+
+async fn pin_taken(db: &impl ConnectionTrait, pin_hash: &str) -> Result<bool> {
+    Ok(contractor::Entity::find()
+        .filter(contractor::Column::PinHash.eq(pin_hash))
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// The permissions `customer_id` holds on the account now, `None` when not associated.
+/// Permissions whose grant has expired count as none.
+async fn permissions_of(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+    customer_id: &str,
+) -> Result<Option<PermissionSet>> {
+    let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+        .one(db)
+        .await?;
+    Ok(row.map(|m| match m.expire_time {
+        Some(expiry) if expiry <= Utc::now() => PermissionSet::NONE,
+        _ => stored_permissions(m.permissions),
+    }))
+}
+
+async fn insert_membership(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+    customer_id: &str,
+    permissions: PermissionSet,
+) -> Result<member::Model> {
+    let now = Utc::now();
+    let model = member::Model {
+        contractor_id: contractor_id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        permissions: i16::from(permissions.bits()),
+        expire_time: None,
+        associate_time: now,
+        update_time: now,
+    };
+    member::Entity::insert(member::ActiveModel::from(model.clone()))
+        .exec_without_returning(db)
+        .await?;
+    Ok(model)
+}
+
+fn stored_permissions(bits: i16) -> PermissionSet {
+    PermissionSet::from_bits(u8::try_from(bits).unwrap_or_default())
+}
+
+/// Cuts the one extra row fetched to learn whether another page follows.
+fn split_page<T>(
+    mut rows: Vec<T>,
+    size: u64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if rows.len() > size {
+        rows.truncate(size);
+        let next = rows.last().map(key);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}

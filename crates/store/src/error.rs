@@ -1,0 +1,49 @@
+use sea_orm::{DbErr, RuntimeErr, SqlxError};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rule refused the change; nothing was written.
+    #[error(transparent)]
+    Domain(#[from] mandate_domain::Error),
+    /// The database could not be reached; the caller may retry.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] DbErr),
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[source] DbErr),
+    /// Stored data breaks an invariant Mandate keeps; needs an operator.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// Something outside the database failed, such as the random source or PIN sealing.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err),
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
+                if is_connection_failure(e) =>
+            {
+                Error::Unavailable(err)
+            }
+            _ => Error::Database(err),
+        }
+    }
+}
+
+/// Failures of the connection rather than of the statement: worth a retry by the caller.
+fn is_connection_failure(err: &SqlxError) -> bool {
+    matches!(
+        err,
+        SqlxError::Io(_)
+            | SqlxError::Tls(_)
+            | SqlxError::PoolTimedOut
+            | SqlxError::PoolClosed
+            | SqlxError::WorkerCrashed
+    )
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

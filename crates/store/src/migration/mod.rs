@@ -1,0 +1,15 @@
+//! Schema migrations, as code; applied at start-up and by `mandate migrate`.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

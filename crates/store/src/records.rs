@@ -1,0 +1,135 @@
+//! What the store hands back: validated domain values with their stored metadata.
+
+use chrono::{DateTime, Utc};
+use mandate_domain::contractor::{Contact, ContractorDetails, MailingAddress};
+use mandate_domain::permission::PermissionSet;
+
+use crate::entity::{contractor, customer};
+
+/// A position in the history of changes; strictly increasing, in commit order.
+pub type Revision = i64;
+
+/// Who makes a change: the acting customer, if any, through which client system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub customer_id: Option<String>,
+    /// The client system's name, recorded in the audit trail.
+    pub client: String,
+}
+
+/// What a revision changed; recorded in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    CustomerRegistered,
+    ContractorRegistered,
+    ContractorUpdated,
+    Associated,
+    PinRead,
+}
+
+impl ChangeKind {
+    /// The name stored in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::CustomerRegistered => "customer_registered",
+            ChangeKind::ContractorRegistered => "contractor_registered",
+            ChangeKind::ContractorUpdated => "contractor_updated",
+            ChangeKind::Associated => "associated",
+            ChangeKind::PinRead => "pin_read",
+        }
+    }
+}
+
+/// A customer account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub customer_id: String,
+    pub external_subject: String,
+    pub display_name: String,
+    pub email: String,
+    pub create_time: DateTime<Utc>,
+}
+
+impl From<customer::Model> for Customer {
+    fn from(m: customer::Model) -> Self {
+        Self {
+            customer_id: m.customer_id,
+            external_subject: m.external_subject,
+            display_name: m.display_name,
+            email: m.email,
+            create_time: m.create_time,
+        }
+    }
+}
+
+/// A professional/contractor account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contractor {
+    pub contractor_id: String,
+    pub details: ContractorDetails,
+    /// The surviving account when staff merged this one into it.
+    pub merged_into: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl From<contractor::Model> for Contractor {
+    fn from(m: contractor::Model) -> Self {
+        Self {
+            contractor_id: m.contractor_id,
+            details: ContractorDetails {
+                business_name: m.business_name,
+                contact: Contact {
+                    name: m.contact_name,
+                    phone: m.contact_phone,
+                    email: m.contact_email,
+                },
+                mailing_address: MailingAddress {
+                    street: m.street,
+                    city: m.city,
+                    province: m.province,
+                    postal_code: m.postal_code,
+                    country: m.country,
+                },
+            },
+            merged_into: m.merged_into,
+            create_time: m.create_time,
+            update_time: m.update_time,
+        }
+    }
+}
+
+/// A customer's membership in an account, seen from the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub contractor: Contractor,
+    pub permissions: PermissionSet,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub associate_time: DateTime<Utc>,
+}
+
+/// A customer's membership in an account, seen from the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Associate {
+    pub customer: Customer,
+    pub permissions: PermissionSet,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub associate_time: DateTime<Utc>,
+}
+
+/// A PIN as it is stored: a keyed hash to find it by, a ciphertext to show it to a Manager.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedPin {
+    /// Hex HMAC-SHA256 of the canonical PIN.
+    pub hash: String,
+    /// Nonce, ciphertext and tag of the canonical PIN.
+    pub ciphertext: Vec<u8>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_page_token: Option<String>,
+}

@@ -1,0 +1,75 @@
+//! The one place where errors become gRPC statuses (design.md, "Errors").
+
+use mandate_domain::Error as Rule;
+use mandate_store::Error as StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// Everything an RPC can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The call does not say who is calling, or says it in a form that is not accepted.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A failure inside this process, with its detail for the log only.
+    #[error("{0}")]
+    Internal(String),
+    /// The RPC exists in the contract but a later issue implements it.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+impl From<Rule> for ApiError {
+    fn from(rule: Rule) -> Self {
+        ApiError::Store(StoreError::Domain(rule))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        match err {
+            ApiError::Store(StoreError::Domain(rule)) => rule_status(rule),
+            ApiError::Store(StoreError::Unavailable(detail)) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                Status::unavailable("the database is unavailable; retry shortly")
+            }
+            ApiError::Store(
+                err @ (StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Internal(_)),
+            ) => internal(&err.to_string()),
+            ApiError::Internal(detail) => internal(&detail),
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::Unimplemented(message) => Status::unimplemented(message),
+        }
+    }
+}
+
+fn rule_status(rule: Rule) -> Status {
+    let message = rule.to_string();
+    match rule {
+        Rule::Invalid(violations) => {
+            let violations: Vec<FieldViolation> = violations
+                .into_iter()
+                .map(|v| FieldViolation::new(v.field, v.description))
+                .collect();
+            Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(violations),
+            )
+        }
+        Rule::NotFound { .. } => Status::not_found(message),
+        Rule::AlreadyExists(_) => Status::already_exists(message),
+        Rule::PermissionDenied(_) => Status::permission_denied(message),
+        Rule::FailedPrecondition(_) => Status::failed_precondition(message),
+    }
+}
+
+/// Logs the detail and answers without it: database detail never reaches a caller.
+fn internal(detail: &str) -> Status {
+    tracing::error!(error = %detail, "internal error");
+    Status::internal("internal error; the server log has the detail")
+}

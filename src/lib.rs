@@ -1,0 +1,22 @@
+//! Mandate: may this customer act for this professional/contractor account, with this
+//! permission? The gRPC server, its configuration and its start-up; the rules live in
+//! `mandate-domain` and the data in `mandate-store`.
+
+mod auth;
+pub mod config;
+mod convert;
+mod error;
+mod secrets;
+mod services;
+pub mod startup;
+
+/// The generated `mandate.v1` messages, clients and servers.
+pub mod pb {
+    tonic::include_proto!("mandate.v1");
+
+    /// The encoded descriptors of `proto/`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/mandate_descriptor.bin"));
+}
+
+pub use auth::CUSTOMER_HEADER;

@@ -1,0 +1,233 @@
+use mandate_domain::contractor::ContractorDetails;
+use mandate_domain::paging::{PageRequest, parse_id};
+use mandate_domain::pin::Pin;
+use mandate_store::Error as StoreError;
+use tonic::{Request, Response, Status};
+
+use super::{Shared, reply};
+use crate::auth;
+use crate::convert;
+use crate::error::ApiError;
+use crate::pb::contractor_service_server::ContractorService;
+use crate::pb::{
+    AssociateByPinRequest, AssociateByPinResponse, GetContractorRequest, GetContractorResponse,
+    GetPinRequest, GetPinResponse, LeaveContractorRequest, LeaveContractorResponse,
+    ListMyContractorsRequest, ListMyContractorsResponse, MergeContractorsRequest,
+    MergeContractorsResponse, RegisterContractorRequest, RegisterContractorResponse,
+    RotatePinRequest, RotatePinResponse, UpdateContractorRequest, UpdateContractorResponse,
+};
+
+/// `mandate.v1.ContractorService`.
+pub struct ContractorApi(pub Shared);
+
+#[tonic::async_trait]
+impl ContractorService for ContractorApi {
+    async fn register_contractor(
+        &self,
+        request: Request<RegisterContractorRequest>,
+    ) -> Result<Response<RegisterContractorResponse>, Status> {
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.into_inner();
+                let details = ContractorDetails::parse(&convert::raw_details(
+                    body.business_name,
+                    body.contact,
+                    body.mailing_address,
+                ))?;
+                let vault = &self.0.vault;
+                let (contractor, pin, revision) = self
+                    .0
+                    .store
+                    .register_contractor(&acting.actor, &acting.customer_id, details, |id| {
+                        let pin = vault
+                            .generate()
+                            .map_err(|e| StoreError::Internal(format!("no random PIN: {e}")))?;
+                        let sealed = vault.seal(id, &pin).map_err(StoreError::Internal)?;
+                        Ok((pin, sealed))
+                    })
+                    .await?;
+                tracing::info!(
+                    contractor_id = %contractor.contractor_id,
+                    customer_id = %acting.customer_id,
+                    revision,
+                    "contractor registered"
+                );
+                Ok(RegisterContractorResponse {
+                    contractor: Some(convert::contractor(contractor)),
+                    pin: pin.expose_formatted(),
+                    permissions: convert::permissions(mandate_domain::membership::REGISTRANT),
+                    revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_contractor(
+        &self,
+        request: Request<GetContractorRequest>,
+    ) -> Result<Response<GetContractorResponse>, Status> {
+        reply(
+            async {
+                let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+                let contractor = self.0.store.contractor(contractor_id).await?;
+                Ok(GetContractorResponse {
+                    contractor: Some(convert::contractor(contractor)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn update_contractor(
+        &self,
+        request: Request<UpdateContractorRequest>,
+    ) -> Result<Response<UpdateContractorResponse>, Status> {
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.into_inner();
+                let contractor = body.contractor.ok_or_else(|| {
+                    mandate_domain::Error::invalid(
+                        "contractor",
+                        "is required: the account and its new values",
+                    )
+                })?;
+                let contractor_id =
+                    parse_id("contractor.contractor_id", &contractor.contractor_id)?.to_owned();
+                let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
+                let raw = convert::raw_details(
+                    contractor.business_name,
+                    contractor.contact,
+                    contractor.mailing_address,
+                );
+                let (contractor, revision) = self
+                    .0
+                    .store
+                    .update_contractor(
+                        &acting.actor,
+                        &acting.customer_id,
+                        &contractor_id,
+                        |current| current.update(&raw, &paths),
+                    )
+                    .await?;
+                tracing::info!(%contractor_id, revision, "contractor updated");
+                Ok(UpdateContractorResponse {
+                    contractor: Some(convert::contractor(contractor)),
+                    revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_my_contractors(
+        &self,
+        request: Request<ListMyContractorsRequest>,
+    ) -> Result<Response<ListMyContractorsResponse>, Status> {
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.get_ref();
+                let page = PageRequest::parse(body.page_size, &body.page_token)?;
+                let page = self.0.store.memberships(&acting.customer_id, &page).await?;
+                Ok(ListMyContractorsResponse {
+                    memberships: page.items.into_iter().map(convert::membership).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn associate_by_pin(
+        &self,
+        request: Request<AssociateByPinRequest>,
+    ) -> Result<Response<AssociateByPinResponse>, Status> {
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let pin = Pin::parse("pin", &request.get_ref().pin)?;
+                let (membership, already_associated, revision) = self
+                    .0
+                    .store
+                    .associate_by_pin(&acting.actor, &acting.customer_id, &self.0.vault.hash(&pin))
+                    .await?;
+                tracing::info!(
+                    contractor_id = %membership.contractor.contractor_id,
+                    customer_id = %acting.customer_id,
+                    already_associated,
+                    revision,
+                    "associated by PIN"
+                );
+                Ok(AssociateByPinResponse {
+                    permissions: convert::permissions(membership.permissions),
+                    contractor: Some(convert::contractor(membership.contractor)),
+                    already_associated,
+                    revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_pin(
+        &self,
+        request: Request<GetPinRequest>,
+    ) -> Result<Response<GetPinResponse>, Status> {
+        reply(async {
+            let acting = auth::acting_customer(&self.0.store, &request).await?;
+            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let (sealed, revision) = self
+                .0
+                .store
+                .read_pin(&acting.actor, &acting.customer_id, contractor_id)
+                .await?;
+            let pin = self.0.vault.open(contractor_id, &sealed).map_err(|reason| {
+                ApiError::Internal(format!("PIN of account {contractor_id}: {reason}"))
+            })?;
+            tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "PIN read");
+            Ok(GetPinResponse {
+                pin: pin.expose_formatted(),
+            })
+        }
+        .await)
+    }
+
+    async fn rotate_pin(
+        &self,
+        _request: Request<RotatePinRequest>,
+    ) -> Result<Response<RotatePinResponse>, Status> {
+        reply(Err(not_yet("RotatePin", "PIN rotation by a Manager")))
+    }
+
+    async fn leave_contractor(
+        &self,
+        _request: Request<LeaveContractorRequest>,
+    ) -> Result<Response<LeaveContractorResponse>, Status> {
+        reply(Err(not_yet(
+            "LeaveContractor",
+            "leaving an account under the last-Manager rule",
+        )))
+    }
+
+    async fn merge_contractors(
+        &self,
+        _request: Request<MergeContractorsRequest>,
+    ) -> Result<Response<MergeContractorsResponse>, Status> {
+        reply(Err(ApiError::Unimplemented(
+            "MergeContractors is not implemented yet: it arrives with the staff operations \
+             (legacy import, mailed PINs, merging a company's PINs)"
+                .into(),
+        )))
+    }
+}
+
+/// The answer of an RPC that the permissions issue implements.
+pub(super) fn not_yet(rpc: &str, what: &str) -> ApiError {
+    ApiError::Unimplemented(format!(
+        "{rpc} is not implemented yet: {what} arrives with the permissions and authorization \
+         checks (issue #4)"
+    ))
+}

@@ -1,0 +1,64 @@
+use mandate_domain::customer::NewCustomer;
+use mandate_domain::paging::parse_id;
+use tonic::{Request, Response, Status};
+
+use super::{Shared, reply};
+use crate::auth;
+use crate::convert;
+use crate::error::ApiError;
+use crate::pb::identity_service_server::IdentityService;
+use crate::pb::{
+    GetCustomerRequest, GetCustomerResponse, LinkLegacyCustomerRequest, LinkLegacyCustomerResponse,
+    RegisterCustomerRequest, RegisterCustomerResponse,
+};
+
+/// `mandate.v1.IdentityService`.
+pub struct IdentityApi(pub Shared);
+
+#[tonic::async_trait]
+impl IdentityService for IdentityApi {
+    async fn register_customer(
+        &self,
+        request: Request<RegisterCustomerRequest>,
+    ) -> Result<Response<RegisterCustomerResponse>, Status> {
+        reply(async {
+            let actor = auth::client(&request);
+            let body = request.get_ref();
+            let new = NewCustomer::parse(&body.external_subject, &body.display_name, &body.email)?;
+            let (customer, revision) = self.0.store.register_customer(&actor, new).await?;
+            tracing::info!(customer_id = %customer.customer_id, revision, "customer registered");
+            Ok(RegisterCustomerResponse {
+                customer: Some(convert::customer(customer)),
+                revision,
+            })
+        }
+        .await)
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<GetCustomerRequest>,
+    ) -> Result<Response<GetCustomerResponse>, Status> {
+        reply(
+            async {
+                let customer_id = parse_id("customer_id", &request.get_ref().customer_id)?;
+                let customer = self.0.store.customer(customer_id).await?;
+                Ok(GetCustomerResponse {
+                    customer: Some(convert::customer(customer)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn link_legacy_customer(
+        &self,
+        _request: Request<LinkLegacyCustomerRequest>,
+    ) -> Result<Response<LinkLegacyCustomerResponse>, Status> {
+        reply(Err(ApiError::Unimplemented(
+            "LinkLegacyCustomer is not implemented yet: it arrives with the legacy import of \
+             customer records and their one-time customer PINs"
+                .into(),
+        )))
+    }
+}

@@ -1,0 +1,30 @@
+//! The gRPC services: decode, authenticate, call the store, encode. No rules live here.
+
+mod contractor;
+mod identity;
+mod permission;
+
+use std::sync::Arc;
+
+use mandate_store::Store;
+use tonic::{Response, Status};
+
+pub use contractor::ContractorApi;
+pub use identity::IdentityApi;
+pub use permission::PermissionApi;
+
+use crate::error::ApiResult;
+use crate::secrets::PinVault;
+
+/// What every service shares: the store and the PIN keys. Nothing here is per-replica state.
+pub struct State {
+    pub store: Store,
+    pub vault: PinVault,
+}
+
+pub type Shared = Arc<State>;
+
+/// An RPC's outcome on the wire.
+fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
