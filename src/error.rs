@@ -61,7 +61,7 @@ fn rule_status(rule: Rule) -> Status {
                 ErrorDetails::with_bad_request(violations),
             )
         }
-        Rule::NotFound { .. } => Status::not_found(message),
+        Rule::NotFound(_) => Status::not_found(message),
         Rule::AlreadyExists(_) => Status::already_exists(message),
         Rule::PermissionDenied(_) => Status::permission_denied(message),
         Rule::FailedPrecondition(_) => Status::failed_precondition(message),

@@ -31,8 +31,8 @@ pub enum Error {
     #[error("invalid request: {}", describe(.0))]
     Invalid(Vec<FieldViolation>),
     /// Something the request names does not exist.
-    #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    NotFound(String),
     /// Something the request would create exists already.
     #[error("{0}")]
     AlreadyExists(String),
@@ -58,11 +58,9 @@ impl Error {
         Self::Invalid(vec![FieldViolation::new(field, description)])
     }
 
-    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
-        Self::NotFound {
-            kind,
-            id: id.into(),
-        }
+    /// `kind` `id` does not exist.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::NotFound(format!("{kind} {id} not found"))
     }
 }
 

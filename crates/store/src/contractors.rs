@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
 use mandate_domain::Error as Rule;
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::membership::{self, Association};
@@ -16,7 +15,7 @@ use sea_orm::{
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
-    Revision, SealedPin, Store, new_id, record,
+    Revision, SealedPin, Store, new_id, now, record,
 };
 
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
@@ -48,7 +47,7 @@ impl Store {
                 return Err(Error::Internal("could not find an unused PIN".into()));
             }
         };
-        let now = Utc::now();
+        let now = now();
         let model = contractor::Model {
             contractor_id: contractor_id.clone(),
             business_name: details.business_name,
@@ -115,7 +114,7 @@ impl Store {
         model.province = details.mailing_address.province;
         model.postal_code = details.mailing_address.postal_code;
         model.country = details.mailing_address.country;
-        model.update_time = Utc::now();
+        model.update_time = now();
         contractor::Entity::update(contractor::ActiveModel::from(model.clone()).reset_all())
             .exec(&txn)
             .await?;
@@ -193,9 +192,10 @@ impl Store {
             .filter(contractor::Column::PinHash.eq(pin_hash))
             .one(&txn)
             .await?
-            .ok_or_else(|| Rule::NotFound {
-                kind: "PIN",
-                id: "entered".into(),
+            .ok_or_else(|| {
+                Rule::NotFound(
+                    "no account has this PIN; check it with the person who shared it".into(),
+                )
             })?;
         // FAQ: old PINs of merged accounts "keep working" for the surviving account.
         for _ in 0..MERGE_DEPTH {
@@ -381,7 +381,7 @@ async fn permissions_of(
         .one(db)
         .await?;
     Ok(row.map(|m| match m.expire_time {
-        Some(expiry) if expiry <= Utc::now() => PermissionSet::NONE,
+        Some(expiry) if expiry <= now() => PermissionSet::NONE,
         _ => stored_permissions(m.permissions),
     }))
 }
@@ -392,7 +392,7 @@ async fn insert_membership(
     customer_id: &str,
     permissions: PermissionSet,
 ) -> Result<member::Model> {
-    let now = Utc::now();
+    let now = now();
     let model = member::Model {
         contractor_id: contractor_id.to_owned(),
         customer_id: customer_id.to_owned(),

@@ -5,7 +5,9 @@ use mandate_domain::customer::NewCustomer;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
 
 use crate::entity::customer;
-use crate::{Actor, Change, ChangeKind, Customer, Error, Result, Revision, Store, new_id, record};
+use crate::{
+    Actor, Change, ChangeKind, Customer, Error, Result, Revision, Store, new_id, now, record,
+};
 
 impl Store {
     /// Registers a customer; `ALREADY_EXISTS` when its external subject has one.
@@ -27,7 +29,7 @@ impl Store {
             external_subject: new.external_subject,
             display_name: new.display_name,
             email: new.email,
-            create_time: chrono::Utc::now(),
+            create_time: now(),
         };
         customer::Entity::insert(customer::ActiveModel {
             customer_id: Set(model.customer_id.clone()),

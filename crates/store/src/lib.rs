@@ -117,7 +117,7 @@ async fn record(
     let bits = |set: mandate_domain::permission::PermissionSet| i16::from(set.bits());
     entity::audit_event::Entity::insert(entity::audit_event::ActiveModel {
         revision: Set(revision),
-        time: Set(chrono::Utc::now()),
+        time: Set(now()),
         kind: Set(change.kind.as_str().to_owned()),
         actor_customer_id: Set(actor.customer_id.clone()),
         actor_client: Set(actor.client.clone()),
@@ -129,4 +129,11 @@ async fn record(
     .exec_without_returning(txn)
     .await?;
     Ok(())
+}
+
+/// The current time at the precision both databases keep (microseconds), so that what a change
+/// returns equals what a later read returns.
+fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }

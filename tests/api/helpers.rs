@@ -1,0 +1,338 @@
+//! `spawn_app`: a fresh database, migrated, behind a real server on port 0, with clients.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use mandate::CUSTOMER_HEADER;
+use mandate::config::{Policy, Settings};
+use mandate::pb::contractor_service_client::ContractorServiceClient;
+use mandate::pb::identity_service_client::IdentityServiceClient;
+use mandate::pb::permission_service_client::PermissionServiceClient;
+use mandate::pb::{self, RegisterContractorResponse};
+use mandate::startup::Application;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// Where the tests create their PostgreSQL databases.
+fn postgres_admin_url() -> String {
+    std::env::var("MANDATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(backend: Backend)` of the enclosing module as two tests,
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh database that is dropped (PostgreSQL) or deleted (SQLite) with the test.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    /// The SQLite file or PostgreSQL database name.
+    pub name: String,
+    dir: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("mandate-test-{unique}"));
+                std::fs::create_dir_all(&dir).expect("create a temporary directory");
+                let file = dir.join("mandate.db");
+                Self {
+                    backend,
+                    url: format!("sqlite://{}?mode=rwc", file.display()),
+                    name: file.display().to_string(),
+                    dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("mandate_test_{unique}");
+                let db = Database::connect(&admin).await.expect(
+                    "PostgreSQL must be reachable at MANDATE_TEST_POSTGRES_URL or 127.0.0.1:5432",
+                );
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create the test database");
+                db.close().await.expect("close the admin connection");
+                let base = admin.split('?').next().unwrap_or(&admin);
+                let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+                Self {
+                    backend,
+                    url: format!("{server}/{name}"),
+                    name,
+                    dir: None,
+                }
+            }
+        }
+    }
+
+    /// The settings of a server on port 0 over this database.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("a valid address"),
+            database_url: self.url.clone(),
+            // SQLite keeps its generated secret beside the database; PostgreSQL needs one given.
+            pin_secret: match self.backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some(
+                    "5e6f7a8b9c0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012"
+                        .parse()
+                        .expect("a valid secret"),
+                ),
+            },
+            pin_secret_file: None,
+            managerless_policy: Policy::Manager,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if self.backend == Backend::Postgres {
+            let name = self.name.clone();
+            // Drop runs inside the test's runtime; a thread of its own may block on a new one.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime to drop the test database");
+                runtime.block_on(async {
+                    if let Ok(db) = Database::connect(&postgres_admin_url()).await {
+                        let _ = db
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                        let _ = db.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running server and clients connected to it.
+pub struct TestApp {
+    pub identity: IdentityServiceClient<Channel>,
+    pub contractors: ContractorServiceClient<Channel>,
+    pub permissions: PermissionServiceClient<Channel>,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    /// Always `Some` until `stop` hands it back; declared last, so dropped after the server stops.
+    database: Option<TestDatabase>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    start_on(TestDatabase::new(backend).await).await
+}
+
+/// Starts a server over an existing test database.
+pub async fn start_on(database: TestDatabase) -> TestApp {
+    init_test_log();
+    let app = Application::build(&database.settings())
+        .await
+        .expect("the server starts");
+    let address = app.address();
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the server runs");
+    });
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connect to the server");
+    TestApp {
+        identity: IdentityServiceClient::new(channel.clone()),
+        contractors: ContractorServiceClient::new(channel.clone()),
+        permissions: PermissionServiceClient::new(channel.clone()),
+        channel,
+        stop: Some(stop),
+        server: Some(server),
+        database: Some(database),
+    }
+}
+
+impl TestApp {
+    /// Stops the server, waits for it to finish, and hands back its database.
+    pub async fn stop(mut self) -> TestDatabase {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
+        }
+        self.database
+            .take()
+            .expect("the database is present until stop")
+    }
+
+    /// The database behind the server.
+    pub fn database(&self) -> &TestDatabase {
+        self.database
+            .as_ref()
+            .expect("the database is present until stop")
+    }
+
+    /// Registers a customer for `subject`.
+    pub async fn customer(&mut self, subject: &str) -> pb::Customer {
+        self.identity
+            .register_customer(pb::RegisterCustomerRequest {
+                external_subject: subject.to_owned(),
+                display_name: format!("Customer {subject}"),
+                email: format!("{subject}@example.ca"),
+            })
+            .await
+            .expect("register a customer")
+            .into_inner()
+            .customer
+            .expect("a customer in the response")
+    }
+
+    /// Registers a contractor account for `customer_id`.
+    pub async fn contractor(&mut self, customer_id: &str) -> RegisterContractorResponse {
+        self.contractors
+            .register_contractor(as_customer(
+                customer_id,
+                contractor_request("Rideau Builders Inc."),
+            ))
+            .await
+            .expect("register a contractor")
+            .into_inner()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A complete, valid registration of a contractor named `business_name`.
+pub fn contractor_request(business_name: &str) -> pb::RegisterContractorRequest {
+    pb::RegisterContractorRequest {
+        business_name: business_name.to_owned(),
+        contact: Some(pb::Contact {
+            name: "Marie Tremblay".into(),
+            phone: "+1 613-555-0199".into(),
+            email: "marie@rideaubuilders.ca".into(),
+        }),
+        mailing_address: Some(pb::MailingAddress {
+            street: "110 Laurier Ave W".into(),
+            city: "Ottawa".into(),
+            province: "ON".into(),
+            postal_code: "K1P 1J1".into(),
+            country: "CA".into(),
+        }),
+    }
+}
+
+/// `message` sent on behalf of `customer_id` (the portal's `x-customer-id`).
+pub fn as_customer<T>(customer_id: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        CUSTOMER_HEADER,
+        customer_id.parse().expect("an id is valid metadata"),
+    );
+    request
+}
+
+/// Asserts `result` failed with `code`, and returns the status.
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts `result` failed with INVALID_ARGUMENT naming exactly `fields` as violations.
+pub fn expect_invalid<T: std::fmt::Debug>(result: Result<T, Status>, fields: &[&str]) -> Status {
+    let status = expect_code(result, Code::InvalidArgument);
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries google.rpc.BadRequest");
+    let named: Vec<&str> = bad_request
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(named, fields, "field violations of {status:?}");
+    status
+}
+
+/// The permissions as the wire lists them.
+pub fn permissions(list: &[pb::Permission]) -> Vec<i32> {
+    list.iter().map(|p| *p as i32).collect()
+}
+
+/// Every permission, as a Manager holds them.
+pub fn all_permissions() -> Vec<i32> {
+    permissions(&[
+        pb::Permission::Apply,
+        pb::Permission::Pay,
+        pb::Permission::Inspections,
+        pb::Permission::UploadFiles,
+        pb::Permission::Manage,
+    ])
+}
+
+fn init_test_log() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "debug,sqlx=info,h2=info,hyper=info,tower=info",
+                ))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
