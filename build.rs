@@ -4,6 +4,7 @@
 use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &[
+    "proto/google/rpc/error_details.proto",
     "proto/mandate/v1/common.proto",
     "proto/mandate/v1/identity.proto",
     "proto/mandate/v1/contractor.proto",

@@ -6,6 +6,7 @@
 
 pub mod contractor;
 pub mod customer;
+pub mod decision;
 mod error;
 pub mod membership;
 pub mod paging;

@@ -1,7 +1,44 @@
 //! Who holds which role on an account, and what each role may do.
 
+use chrono::{DateTime, Utc};
+
 use crate::permission::PermissionSet;
 use crate::{Error, Result};
+
+/// What a customer holds on an account: permissions, possibly only until a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grant {
+    pub permissions: PermissionSet,
+    /// When the permissions end; `None` when they do not.
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+impl Grant {
+    /// A grant without an end.
+    pub fn lasting(permissions: PermissionSet) -> Self {
+        Self {
+            permissions,
+            expire_time: None,
+        }
+    }
+
+    /// Whether the grant's end has come.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expire_time.is_some_and(|end| end <= now)
+    }
+
+    /// What the grant allows at `now`: nothing once expired.
+    pub fn effective(&self, now: DateTime<Utc>) -> PermissionSet {
+        if self.is_expired(now) {
+            PermissionSet::NONE
+        } else {
+            self.permissions
+        }
+    }
+}
+
+/// guide: "There must always be a Manager for any Professional/Contractor Account."
+const LAST_MANAGER: &str = "There must always be a Manager for any Professional/Contractor Account";
 
 /// What happens when the first customer associates with an account that has no Manager (a
 /// legacy account imported from the previous permit system).
@@ -76,10 +113,292 @@ pub fn require_associate(actor: Option<PermissionSet>, action: &str) -> Result<(
     }
 }
 
+/// Decides `SetPermissions`: `actor` is the acting customer's permissions now, `target` the
+/// associate's grant, `new` what it would hold, `other_managers` how many customers other than
+/// the target hold Manage now.
+pub fn set_permissions(
+    actor: Option<PermissionSet>,
+    target: Option<Grant>,
+    new: Grant,
+    other_managers: usize,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    require_manager(actor, "change permissions")?;
+    let target = target.ok_or_else(not_associated)?;
+    if let Some(end) = new.expire_time {
+        if new.permissions.is_manager() {
+            return Err(Error::invalid(
+                "expire_time",
+                "Manage cannot be time-limited: an account must always keep a Manager",
+            ));
+        }
+        if end <= now {
+            return Err(Error::invalid("expire_time", "must be in the future"));
+        }
+    }
+    if target.effective(now).is_manager() && !new.permissions.is_manager() && other_managers == 0 {
+        return Err(Error::FailedPrecondition(format!(
+            "{LAST_MANAGER}: this is its last Manager; grant Manage to another associate first"
+        )));
+    }
+    Ok(())
+}
+
+/// Decides `RemoveAssociate`, as `set_permissions` does.
+pub fn remove_associate(
+    actor: Option<PermissionSet>,
+    target: Option<Grant>,
+    other_managers: usize,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    require_manager(actor, "remove associates")?;
+    let target = target.ok_or_else(not_associated)?;
+    if target.effective(now).is_manager() && other_managers == 0 {
+        return Err(Error::FailedPrecondition(format!(
+            "{LAST_MANAGER}: this is its last Manager and cannot be removed"
+        )));
+    }
+    Ok(())
+}
+
+/// Decides `LeaveContractor`: `own` is the leaving customer's grant.
+pub fn leave(own: Option<Grant>, other_managers: usize, now: DateTime<Utc>) -> Result<()> {
+    let own =
+        own.ok_or_else(|| Error::NotFound("you are not associated with this account".into()))?;
+    if own.effective(now).is_manager() && other_managers == 0 {
+        return Err(Error::FailedPrecondition(format!(
+            "{LAST_MANAGER}: you are its last Manager; grant Manage to another associate before leaving"
+        )));
+    }
+    Ok(())
+}
+
+fn not_associated() -> Error {
+    Error::NotFound("the customer is not associated with this account".into())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::Duration;
+    use proptest::prelude::*;
+
     use super::*;
     use crate::permission::Permission;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    fn manager() -> Option<Grant> {
+        Some(Grant::lasting(PermissionSet::MANAGER))
+    }
+
+    #[test]
+    fn the_last_manager_cannot_lose_manage() {
+        let err = set_permissions(
+            Some(PermissionSet::MANAGER),
+            manager(),
+            Grant::lasting(PermissionSet::of([Permission::Pay])),
+            0,
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::FailedPrecondition(ref m) if m.contains("last Manager")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_manager_may_lose_manage_while_another_manager_remains() {
+        let pay = Grant::lasting(PermissionSet::of([Permission::Pay]));
+        assert!(set_permissions(Some(PermissionSet::MANAGER), manager(), pay, 1, now()).is_ok());
+    }
+
+    #[test]
+    fn the_last_manager_cannot_be_removed_or_leave() {
+        assert!(matches!(
+            remove_associate(Some(PermissionSet::MANAGER), manager(), 0, now()),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert!(matches!(
+            leave(manager(), 0, now()),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert!(remove_associate(Some(PermissionSet::MANAGER), manager(), 1, now()).is_ok());
+        assert!(leave(manager(), 1, now()).is_ok());
+    }
+
+    #[test]
+    fn an_associate_without_manage_may_leave_at_any_time() {
+        assert!(leave(Some(Grant::default()), 0, now()).is_ok());
+    }
+
+    #[test]
+    fn leaving_an_account_one_is_not_associated_with_is_not_found() {
+        assert!(matches!(leave(None, 1, now()), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn a_non_manager_cannot_change_or_remove_anyone() {
+        let pay = PermissionSet::of([Permission::Pay]);
+        assert!(matches!(
+            set_permissions(
+                Some(pay),
+                Some(Grant::default()),
+                Grant::lasting(pay),
+                1,
+                now()
+            ),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            remove_associate(None, Some(Grant::default()), 1, now()),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn changing_a_customer_who_is_not_associated_is_not_found() {
+        assert!(matches!(
+            set_permissions(
+                Some(PermissionSet::MANAGER),
+                None,
+                Grant::default(),
+                1,
+                now()
+            ),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn manage_cannot_be_time_limited() {
+        let limited = Grant {
+            permissions: PermissionSet::MANAGER,
+            expire_time: Some(now() + Duration::days(1)),
+        };
+        let err = set_permissions(
+            Some(PermissionSet::MANAGER),
+            Some(Grant::default()),
+            limited,
+            1,
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Error::invalid(
+                "expire_time",
+                "Manage cannot be time-limited: an account must always keep a Manager"
+            )
+        );
+    }
+
+    #[test]
+    fn an_expiry_must_lie_in_the_future() {
+        let past = Grant {
+            permissions: PermissionSet::of([Permission::Inspections]),
+            expire_time: Some(now()),
+        };
+        let err = set_permissions(
+            Some(PermissionSet::MANAGER),
+            Some(Grant::default()),
+            past,
+            1,
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err, Error::invalid("expire_time", "must be in the future"));
+    }
+
+    #[test]
+    fn an_expired_grant_allows_nothing() {
+        let grant = Grant {
+            permissions: PermissionSet::of([Permission::Pay]),
+            expire_time: Some(now() - Duration::seconds(1)),
+        };
+        assert!(grant.is_expired(now()));
+        assert_eq!(grant.effective(now()), PermissionSet::NONE);
+    }
+
+    /// One request against a model account, by customer numbers.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Associate(u8),
+        Set { actor: u8, target: u8, bits: u8 },
+        Remove { actor: u8, target: u8 },
+        Leave(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6u8).prop_map(Op::Associate),
+            (0..6u8, 0..6u8, any::<u8>()).prop_map(|(actor, target, bits)| Op::Set {
+                actor,
+                target,
+                bits
+            }),
+            (0..6u8, 0..6u8).prop_map(|(actor, target)| Op::Remove { actor, target }),
+            (0..6u8).prop_map(Op::Leave),
+        ]
+    }
+
+    fn managers_other_than(account: &BTreeMap<u8, Grant>, customer: u8) -> usize {
+        account
+            .iter()
+            .filter(|(c, g)| **c != customer && g.effective(now()).is_manager())
+            .count()
+    }
+
+    proptest! {
+        #[test]
+        fn no_sequence_of_requests_leaves_an_account_without_a_manager_or_lets_a_non_manager_change_permissions(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let mut account = BTreeMap::from([(0u8, Grant::lasting(PermissionSet::MANAGER))]);
+            for op in ops {
+                let actor_of = |account: &BTreeMap<u8, Grant>, c: u8| account.get(&c).map(|g| g.effective(now()));
+                match op {
+                    Op::Associate(c) => {
+                        let has_manager = managers_other_than(&account, u8::MAX) > 0;
+                        if let Association::New(p) = associate(account.get(&c).map(|g| g.permissions), has_manager, ManagerlessPolicy::default()) {
+                            account.insert(c, Grant::lasting(p));
+                        }
+                    }
+                    Op::Set { actor, target, bits } => {
+                        let actor_permissions = actor_of(&account, actor);
+                        let new = Grant::lasting(PermissionSet::from_bits(bits));
+                        let outcome = set_permissions(actor_permissions, account.get(&target).copied(), new, managers_other_than(&account, target), now());
+                        if !actor_permissions.is_some_and(|p| p.is_manager()) {
+                            prop_assert!(matches!(outcome, Err(Error::PermissionDenied(_))));
+                        }
+                        if outcome.is_ok() {
+                            account.insert(target, new);
+                        }
+                    }
+                    Op::Remove { actor, target } => {
+                        let actor_permissions = actor_of(&account, actor);
+                        let outcome = remove_associate(actor_permissions, account.get(&target).copied(), managers_other_than(&account, target), now());
+                        if !actor_permissions.is_some_and(|p| p.is_manager()) {
+                            prop_assert!(matches!(outcome, Err(Error::PermissionDenied(_))));
+                        }
+                        if outcome.is_ok() {
+                            account.remove(&target);
+                        }
+                    }
+                    Op::Leave(c) => {
+                        if leave(account.get(&c).copied(), managers_other_than(&account, c), now()).is_ok() {
+                            account.remove(&c);
+                        }
+                    }
+                }
+                prop_assert!(managers_other_than(&account, u8::MAX) >= 1, "no Manager left: {:?}", account);
+            }
+        }
+    }
 
     #[test]
     fn a_customer_who_associates_by_pin_gets_no_permissions() {
