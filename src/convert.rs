@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use mandate_domain::contractor::{RawAddress, RawContact, RawDetails};
+use mandate_domain::decision::Reason;
 use mandate_domain::permission::{Permission, PermissionSet};
-use mandate_store::{Associate, Contractor, Customer, Membership};
+use mandate_store::{Associate, AuditEvent, ChangeKind, Contractor, Customer, Membership};
 
 use crate::pb;
 
@@ -51,6 +52,7 @@ pub fn membership(m: Membership) -> pb::Membership {
     pb::Membership {
         contractor: Some(contractor(m.contractor)),
         permissions: permissions(m.permissions),
+        expired: is_past(m.expire_time),
         expire_time: m.expire_time.map(timestamp),
         associate_time: Some(timestamp(m.associate_time)),
     }
@@ -60,9 +62,15 @@ pub fn associate(a: Associate) -> pb::Associate {
     pb::Associate {
         customer: Some(customer(a.customer)),
         permissions: permissions(a.permissions),
+        expired: is_past(a.expire_time),
         expire_time: a.expire_time.map(timestamp),
         associate_time: Some(timestamp(a.associate_time)),
     }
+}
+
+/// Whether an expiry has come.
+fn is_past(expire_time: Option<DateTime<Utc>>) -> bool {
+    expire_time.is_some_and(|end| end <= Utc::now())
 }
 
 /// The wire form of a permission set: each permission held, in the guide's order.
@@ -100,5 +108,97 @@ pub fn raw_details(
             postal_code: a.postal_code,
             country: a.country,
         }),
+    }
+}
+
+/// A permission a request names in `field`; `PERMISSION_UNSPECIFIED` and unknown values are refused.
+pub fn parse_permission(field: &str, value: i32) -> mandate_domain::Result<Permission> {
+    match pb::Permission::try_from(value) {
+        Ok(pb::Permission::Apply) => Ok(Permission::Apply),
+        Ok(pb::Permission::Pay) => Ok(Permission::Pay),
+        Ok(pb::Permission::Inspections) => Ok(Permission::Inspections),
+        Ok(pb::Permission::UploadFiles) => Ok(Permission::UploadFiles),
+        Ok(pb::Permission::Manage) => Ok(Permission::Manage),
+        Ok(pb::Permission::Unspecified) | Err(_) => Err(mandate_domain::Error::invalid(
+            field,
+            "must be one of PERMISSION_APPLY, PERMISSION_PAY, PERMISSION_INSPECTIONS, \
+             PERMISSION_UPLOAD_FILES, PERMISSION_MANAGE",
+        )),
+    }
+}
+
+/// The permission set a request lists in `field`, naming each bad entry as `field[i]`.
+pub fn parse_permissions(field: &str, values: &[i32]) -> mandate_domain::Result<PermissionSet> {
+    let mut permissions = Vec::with_capacity(values.len());
+    let mut violations = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        match parse_permission(&format!("{field}[{i}]"), *value) {
+            Ok(p) => permissions.push(p),
+            Err(mandate_domain::Error::Invalid(v)) => violations.extend(v),
+            Err(other) => return Err(other),
+        }
+    }
+    if violations.is_empty() {
+        Ok(PermissionSet::of(permissions))
+    } else {
+        Err(mandate_domain::Error::Invalid(violations))
+    }
+}
+
+/// A time a request names in `field`, if set.
+pub fn parse_time(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> mandate_domain::Result<Option<DateTime<Utc>>> {
+    value
+        .map(|t| {
+            u32::try_from(t.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+                .ok_or_else(|| mandate_domain::Error::invalid(field, "is not a valid time"))
+        })
+        .transpose()
+}
+
+pub fn reason(reason: Reason) -> pb::CheckReason {
+    match reason {
+        Reason::GrantedDirectly => pb::CheckReason::GrantedDirectly,
+        Reason::GrantedThroughManage => pb::CheckReason::GrantedThroughManage,
+        Reason::NotAssociated => pb::CheckReason::NotAssociated,
+        Reason::PermissionNotHeld => pb::CheckReason::PermissionNotHeld,
+        Reason::GrantExpired => pb::CheckReason::GrantExpired,
+        Reason::ApplicationNotLinked => pb::CheckReason::ApplicationNotLinked,
+    }
+}
+
+fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
+    match kind {
+        ChangeKind::CustomerRegistered => pb::ChangeKind::CustomerRegistered,
+        ChangeKind::ContractorRegistered => pb::ChangeKind::ContractorRegistered,
+        ChangeKind::ContractorUpdated => pb::ChangeKind::ContractorUpdated,
+        ChangeKind::Associated => pb::ChangeKind::Associated,
+        ChangeKind::PermissionsSet => pb::ChangeKind::PermissionsSet,
+        ChangeKind::AssociateRemoved => pb::ChangeKind::AssociateRemoved,
+        ChangeKind::Left => pb::ChangeKind::Left,
+        ChangeKind::ApplicationLinked => pb::ChangeKind::ApplicationLinked,
+        ChangeKind::ApplicationUnlinked => pb::ChangeKind::ApplicationUnlinked,
+        ChangeKind::PinRead => pb::ChangeKind::PinRead,
+        ChangeKind::PinRotated => pb::ChangeKind::PinRotated,
+    }
+}
+
+pub fn audit_event(e: AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        revision: e.revision,
+        time: Some(timestamp(e.time)),
+        kind: change_kind(e.kind) as i32,
+        actor_customer_id: e.actor.customer_id.unwrap_or_default(),
+        actor_client: e.actor.client,
+        contractor_id: e.contractor_id.unwrap_or_default(),
+        customer_id: e.customer_id.unwrap_or_default(),
+        permissions_before: e.permissions_before.map(permissions).unwrap_or_default(),
+        permissions_after: e.permissions_after.map(permissions).unwrap_or_default(),
+        expire_time: e.expire_time.map(timestamp),
+        application_id: e.application_id.unwrap_or_default(),
     }
 }

@@ -68,6 +68,27 @@ fn rule_status(rule: Rule) -> Status {
     }
 }
 
+/// The per-item error of a batch: what the item would have answered on its own.
+pub fn check_error(err: ApiError) -> crate::pb::CheckError {
+    let status = Status::from(err);
+    crate::pb::CheckError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        field_violations: status
+            .get_details_bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .into_iter()
+                    .map(|v| crate::pb::FieldViolation {
+                        field: v.field,
+                        description: v.description,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 /// Logs the detail and answers without it: database detail never reaches a caller.
 fn internal(detail: &str) -> Status {
     tracing::error!(error = %detail, "internal error");

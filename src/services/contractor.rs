@@ -1,7 +1,7 @@
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::pin::Pin;
-use mandate_store::Error as StoreError;
+use mandate_store::{Error as StoreError, SealedPin};
 use tonic::{Request, Response, Status};
 
 use super::{Shared, reply};
@@ -19,6 +19,20 @@ use crate::pb::{
 
 /// `mandate.v1.ContractorService`.
 pub struct ContractorApi(pub Shared);
+
+impl ContractorApi {
+    /// A new random PIN for the account `contractor_id`, with its sealed form.
+    fn new_pin(&self, contractor_id: &str) -> Result<(Pin, SealedPin), StoreError> {
+        let vault = &self.0.vault;
+        let pin = vault
+            .generate()
+            .map_err(|e| StoreError::Internal(format!("no random PIN: {e}")))?;
+        let sealed = vault
+            .seal(contractor_id, &pin)
+            .map_err(StoreError::Internal)?;
+        Ok((pin, sealed))
+    }
+}
 
 #[tonic::async_trait]
 impl ContractorService for ContractorApi {
@@ -197,19 +211,43 @@ impl ContractorService for ContractorApi {
 
     async fn rotate_pin(
         &self,
-        _request: Request<RotatePinRequest>,
+        request: Request<RotatePinRequest>,
     ) -> Result<Response<RotatePinResponse>, Status> {
-        reply(Err(not_yet("RotatePin", "PIN rotation by a Manager")))
+        reply(async {
+            let acting = auth::acting_customer(&self.0.store, &request).await?;
+            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let (pin, revision) = self
+                .0
+                .store
+                .rotate_pin(&acting.actor, &acting.customer_id, contractor_id, |id| {
+                    self.new_pin(id)
+                })
+                .await?;
+            tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "PIN rotated");
+            Ok(RotatePinResponse {
+                pin: pin.expose_formatted(),
+                revision,
+            })
+        }
+        .await)
     }
 
     async fn leave_contractor(
         &self,
-        _request: Request<LeaveContractorRequest>,
+        request: Request<LeaveContractorRequest>,
     ) -> Result<Response<LeaveContractorResponse>, Status> {
-        reply(Err(not_yet(
-            "LeaveContractor",
-            "leaving an account under the last-Manager rule",
-        )))
+        reply(async {
+            let acting = auth::acting_customer(&self.0.store, &request).await?;
+            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let revision = self
+                .0
+                .store
+                .leave_contractor(&acting.actor, &acting.customer_id, contractor_id)
+                .await?;
+            tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "left account");
+            Ok(LeaveContractorResponse { revision })
+        }
+        .await)
     }
 
     async fn merge_contractors(
@@ -222,12 +260,4 @@ impl ContractorService for ContractorApi {
                 .into(),
         )))
     }
-}
-
-/// The answer of an RPC that the permissions issue implements.
-pub(super) fn not_yet(rpc: &str, what: &str) -> ApiError {
-    ApiError::Unimplemented(format!(
-        "{rpc} is not implemented yet: {what} arrives with the permissions and authorization \
-         checks (issue #4)"
-    ))
 }

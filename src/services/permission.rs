@@ -1,27 +1,111 @@
 use std::pin::Pin;
+use std::time::Duration;
 
-use mandate_domain::paging::{PageRequest, parse_id};
+use mandate_domain::Error as Rule;
+use mandate_domain::application::parse_application_id;
+use mandate_domain::membership::Grant;
+use mandate_domain::paging::{MAX_PAGE_SIZE, PageRequest, parse_id};
+use mandate_store::{ApplicationCursor, CheckTarget};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::contractor::not_yet;
 use super::{Shared, reply};
 use crate::auth;
 use crate::convert;
+use crate::error::{ApiError, ApiResult, check_error};
 use crate::pb::permission_service_server::PermissionService;
 use crate::pb::{
-    CheckPermissionRequest, CheckPermissionResponse, CheckPermissionsRequest,
-    CheckPermissionsResponse, LinkApplicationRequest, LinkApplicationResponse,
-    ListAccessibleApplicationsRequest, ListAccessibleApplicationsResponse, ListAssociatesRequest,
-    ListAssociatesResponse, RemoveAssociateRequest, RemoveAssociateResponse, SetPermissionsRequest,
-    SetPermissionsResponse, UnlinkApplicationRequest, UnlinkApplicationResponse,
-    WatchChangesRequest, WatchChangesResponse,
+    AccessibleApplication, CheckPermissionRequest, CheckPermissionResponse,
+    CheckPermissionsRequest, CheckPermissionsResponse, CheckPermissionsResult,
+    LinkApplicationRequest, LinkApplicationResponse, ListAccessibleApplicationsRequest,
+    ListAccessibleApplicationsResponse, ListAssociatesRequest, ListAssociatesResponse,
+    ListAuditEventsRequest, ListAuditEventsResponse, RemoveAssociateRequest,
+    RemoveAssociateResponse, SetPermissionsRequest, SetPermissionsResponse,
+    UnlinkApplicationRequest, UnlinkApplicationResponse, WatchChangesRequest, WatchChangesResponse,
+    check_permissions_result::Outcome,
 };
+
+/// The most checks one `CheckPermissions` call decides.
+const MAX_BATCH: usize = 100;
+/// How many changes the feed reads from the database at a time.
+const FEED_BATCH: u64 = 100;
+/// How often a caught-up feed looks for changes committed through other replicas.
+const FEED_POLL: Duration = Duration::from_millis(250);
 
 /// `mandate.v1.PermissionService`.
 pub struct PermissionApi(pub Shared);
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<WatchChangesResponse, Status>> + Send>>;
+
+impl PermissionApi {
+    async fn check(&self, item: &CheckPermissionRequest) -> ApiResult<CheckPermissionResponse> {
+        let customer_id = parse_id("customer_id", &item.customer_id);
+        let permission = convert::parse_permission("permission", item.permission);
+        let contractor_id = match item.contractor_id.trim() {
+            "" => Ok(None),
+            id => parse_id("contractor_id", id).map(Some),
+        };
+        let application_id = match item.application_id.trim() {
+            "" => Ok(None),
+            id => parse_application_id("application_id", id).map(Some),
+        };
+        let at_least = if item.at_least_revision < 0 {
+            Err(Rule::invalid("at_least_revision", "must not be negative"))
+        } else {
+            Ok(item.at_least_revision)
+        };
+        let (customer_id, permission, contractor_id, application_id, at_least) = match (
+            customer_id,
+            permission,
+            contractor_id,
+            application_id,
+            at_least,
+        ) {
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+            (a, b, c, d, e) => {
+                let violations = [a.err(), b.err(), c.err(), d.err(), e.err()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|err| match err {
+                        Rule::Invalid(v) => v,
+                        other => vec![mandate_domain::FieldViolation::new("", other.to_string())],
+                    })
+                    .collect();
+                return Err(Rule::Invalid(violations).into());
+            }
+        };
+        let outcome = self
+            .0
+            .store
+            .check(
+                customer_id,
+                permission,
+                CheckTarget {
+                    contractor_id,
+                    application_id: application_id.as_deref(),
+                },
+            )
+            .await?;
+        if at_least > outcome.revision {
+            return Err(Rule::invalid(
+                "at_least_revision",
+                format!(
+                    "is ahead of the latest revision, {}: pass a revision Mandate returned",
+                    outcome.revision
+                ),
+            )
+            .into());
+        }
+        Ok(CheckPermissionResponse {
+            allowed: outcome.reason.allows(),
+            reason: convert::reason(outcome.reason) as i32,
+            revision: outcome.revision,
+            contractor_id: outcome.contractor_id.unwrap_or_default(),
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl PermissionService for PermissionApi {
@@ -51,74 +135,267 @@ impl PermissionService for PermissionApi {
 
     async fn set_permissions(
         &self,
-        _request: Request<SetPermissionsRequest>,
+        request: Request<SetPermissionsRequest>,
     ) -> Result<Response<SetPermissionsResponse>, Status> {
-        reply(Err(not_yet(
-            "SetPermissions",
-            "granting and revoking permissions",
-        )))
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.get_ref();
+                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let grant = Grant {
+                    permissions: convert::parse_permissions("permissions", &body.permissions)?,
+                    expire_time: convert::parse_time("expire_time", body.expire_time.as_ref())?,
+                };
+                let (associate, revision) = self
+                    .0
+                    .store
+                    .set_permissions(
+                        &acting.actor,
+                        &acting.customer_id,
+                        contractor_id,
+                        customer_id,
+                        grant,
+                    )
+                    .await?;
+                tracing::info!(%contractor_id, %customer_id, revision, "permissions set");
+                Ok(SetPermissionsResponse {
+                    associate: Some(convert::associate(associate)),
+                    revision,
+                })
+            }
+            .await,
+        )
     }
 
     async fn remove_associate(
         &self,
-        _request: Request<RemoveAssociateRequest>,
+        request: Request<RemoveAssociateRequest>,
     ) -> Result<Response<RemoveAssociateResponse>, Status> {
-        reply(Err(not_yet("RemoveAssociate", "removing associates")))
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.get_ref();
+                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let revision = self
+                    .0
+                    .store
+                    .remove_associate(
+                        &acting.actor,
+                        &acting.customer_id,
+                        contractor_id,
+                        customer_id,
+                    )
+                    .await?;
+                tracing::info!(%contractor_id, %customer_id, revision, "associate removed");
+                Ok(RemoveAssociateResponse { revision })
+            }
+            .await,
+        )
     }
 
     async fn check_permission(
         &self,
-        _request: Request<CheckPermissionRequest>,
+        request: Request<CheckPermissionRequest>,
     ) -> Result<Response<CheckPermissionResponse>, Status> {
-        reply(Err(not_yet("CheckPermission", "deciding checks")))
+        reply(self.check(request.get_ref()).await)
     }
 
     async fn check_permissions(
         &self,
-        _request: Request<CheckPermissionsRequest>,
+        request: Request<CheckPermissionsRequest>,
     ) -> Result<Response<CheckPermissionsResponse>, Status> {
-        reply(Err(not_yet(
-            "CheckPermissions",
-            "deciding batches of checks",
-        )))
+        reply(
+            async {
+                let items = &request.get_ref().items;
+                if items.len() > MAX_BATCH {
+                    return Err(Rule::invalid(
+                        "items",
+                        format!("must hold at most {MAX_BATCH} checks, not {}", items.len()),
+                    )
+                    .into());
+                }
+                let mut results = Vec::with_capacity(items.len());
+                for item in items {
+                    let outcome = match self.check(item).await {
+                        Ok(decision) => Outcome::Decision(decision),
+                        Err(err) => Outcome::Error(check_error(err)),
+                    };
+                    results.push(CheckPermissionsResult {
+                        outcome: Some(outcome),
+                    });
+                }
+                Ok(CheckPermissionsResponse { results })
+            }
+            .await,
+        )
     }
 
     async fn link_application(
         &self,
-        _request: Request<LinkApplicationRequest>,
+        request: Request<LinkApplicationRequest>,
     ) -> Result<Response<LinkApplicationResponse>, Status> {
-        reply(Err(not_yet(
-            "LinkApplication",
-            "linking applications to accounts",
-        )))
+        reply(
+            async {
+                let actor = auth::client(&request);
+                let body = request.get_ref();
+                let application_id = parse_application_id("application_id", &body.application_id)?;
+                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let revision = self
+                    .0
+                    .store
+                    .link_application(&actor, &application_id, contractor_id)
+                    .await?;
+                tracing::info!(%application_id, %contractor_id, revision, "application linked");
+                Ok(LinkApplicationResponse { revision })
+            }
+            .await,
+        )
     }
 
     async fn unlink_application(
         &self,
-        _request: Request<UnlinkApplicationRequest>,
+        request: Request<UnlinkApplicationRequest>,
     ) -> Result<Response<UnlinkApplicationResponse>, Status> {
-        reply(Err(not_yet(
-            "UnlinkApplication",
-            "unlinking applications from accounts",
-        )))
+        reply(
+            async {
+                let actor = auth::client(&request);
+                let body = request.get_ref();
+                let application_id = parse_application_id("application_id", &body.application_id)?;
+                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let revision = self
+                    .0
+                    .store
+                    .unlink_application(&actor, &application_id, contractor_id)
+                    .await?;
+                tracing::info!(%application_id, %contractor_id, revision, "application unlinked");
+                Ok(UnlinkApplicationResponse { revision })
+            }
+            .await,
+        )
     }
 
     async fn list_accessible_applications(
         &self,
-        _request: Request<ListAccessibleApplicationsRequest>,
+        request: Request<ListAccessibleApplicationsRequest>,
     ) -> Result<Response<ListAccessibleApplicationsResponse>, Status> {
-        reply(Err(not_yet(
-            "ListAccessibleApplications",
-            "listing accessible applications",
-        )))
+        reply(
+            async {
+                let body = request.get_ref();
+                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let permission = convert::parse_permission("permission", body.permission)?;
+                let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {
+                    ApplicationCursor::parse(token).is_some()
+                })?;
+                let cursor = page.after.as_deref().and_then(ApplicationCursor::parse);
+                let page = self
+                    .0
+                    .store
+                    .accessible_applications(customer_id, permission, page.size, cursor.as_ref())
+                    .await?;
+                Ok(ListAccessibleApplicationsResponse {
+                    applications: page
+                        .items
+                        .into_iter()
+                        .map(|a| AccessibleApplication {
+                            application_id: a.application_id,
+                            contractor_id: a.contractor_id,
+                        })
+                        .collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            .await,
+        )
     }
 
     type WatchChangesStream = ChangeStream;
 
     async fn watch_changes(
         &self,
-        _request: Request<WatchChangesRequest>,
+        request: Request<WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        reply(Err(not_yet("WatchChanges", "the change feed")))
+        let after = request.get_ref().after_revision;
+        if after < 0 {
+            return reply(Err(
+                Rule::invalid("after_revision", "must not be negative").into()
+            ));
+        }
+        let (sender, receiver) = mpsc::channel(FEED_BATCH as usize);
+        tokio::spawn(feed(self.0.clone(), after, sender));
+        let stream: ChangeStream = Box::pin(ReceiverStream::new(receiver));
+        Ok(Response::new(stream))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let body = request.get_ref();
+                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let start = convert::parse_time("start_time", body.start_time.as_ref())?;
+                let end = convert::parse_time("end_time", body.end_time.as_ref())?;
+                let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {
+                    token.parse::<u64>().is_ok()
+                })?;
+                let page = self
+                    .0
+                    .store
+                    .audit_events(&acting.customer_id, contractor_id, start, end, &page)
+                    .await?;
+                Ok(ListAuditEventsResponse {
+                    events: page.items.into_iter().map(convert::audit_event).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            .await,
+        )
     }
 }
+
+/// Sends the changes after `after` to `sender`, then each new change as it commits, until the
+/// consumer goes away. Revisions are handed out in commit order, so reading `revision > last`
+/// neither skips nor repeats a change.
+async fn feed(
+    state: Shared,
+    mut last: i64,
+    sender: mpsc::Sender<Result<WatchChangesResponse, Status>>,
+) {
+    loop {
+        // Listen before reading, so a commit between the read and the wait is not missed.
+        let committed = state.store.committed().notified();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
+        let batch = match state.store.changes_after(last, FEED_BATCH).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                let _ = sender.send(Err(Status::from(ApiError::from(err)))).await;
+                return;
+            }
+        };
+        let caught_up = (batch.len() as u64) < FEED_BATCH;
+        for change in batch {
+            last = change.revision;
+            let message = WatchChangesResponse {
+                change: Some(convert::audit_event(change)),
+            };
+            if sender.send(Ok(message)).await.is_err() {
+                return;
+            }
+        }
+        if caught_up {
+            tokio::select! {
+                () = &mut committed => {}
+                () = tokio::time::sleep(FEED_POLL) => {}
+                () = sender.closed() => return,
+            }
+        }
+    }
+}
+
+/// Keeps `MAX_PAGE_SIZE` and `FEED_BATCH` in step: a page of the feed is never larger.
+const _: () = assert!(FEED_BATCH <= MAX_PAGE_SIZE);

@@ -8,7 +8,10 @@ use mandate::config::{Policy, Settings};
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
-use mandate::pb::{self, RegisterContractorResponse};
+use mandate::pb::{
+    self, AssociateByPinRequest, CheckPermissionRequest, CheckPermissionResponse,
+    RegisterContractorResponse, SetPermissionsRequest, SetPermissionsResponse,
+};
 use mandate::startup::Application;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::sync::oneshot;
@@ -242,6 +245,83 @@ impl TestApp {
             .expect("register a contractor")
             .into_inner()
     }
+}
+
+impl TestApp {
+    /// Associates `customer_id` with the account whose PIN is `pin`.
+    pub async fn associate(&mut self, customer_id: &str, pin: &str) {
+        self.contractors
+            .associate_by_pin(as_customer(
+                customer_id,
+                AssociateByPinRequest {
+                    pin: pin.to_owned(),
+                },
+            ))
+            .await
+            .expect("associate by PIN");
+    }
+
+    /// A registered customer, an account it manages, and a second customer associated with it
+    /// (no permissions): the guide's starting point. Returns (manager, associate, account, PIN).
+    pub async fn story(&mut self) -> (String, String, String, String) {
+        let manager = self.customer("manager").await.customer_id;
+        let associate = self.customer("associate").await.customer_id;
+        let registered = self.contractor(&manager).await;
+        let contractor_id = registered.contractor.expect("a contractor").contractor_id;
+        self.associate(&associate, &registered.pin).await;
+        (manager, associate, contractor_id, registered.pin)
+    }
+
+    /// `SetPermissions` as `manager`.
+    pub async fn set_permissions(
+        &mut self,
+        manager: &str,
+        contractor_id: &str,
+        customer_id: &str,
+        permissions: &[pb::Permission],
+    ) -> Result<SetPermissionsResponse, Status> {
+        self.permissions
+            .set_permissions(as_customer(
+                manager,
+                SetPermissionsRequest {
+                    contractor_id: contractor_id.to_owned(),
+                    customer_id: customer_id.to_owned(),
+                    permissions: self::permissions(permissions),
+                    expire_time: None,
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// `CheckPermission` of `permission` for `customer_id` on an account and/or application.
+    pub async fn check(
+        &mut self,
+        customer_id: &str,
+        permission: pb::Permission,
+        contractor_id: &str,
+        application_id: &str,
+    ) -> Result<CheckPermissionResponse, Status> {
+        self.permissions
+            .check_permission(CheckPermissionRequest {
+                customer_id: customer_id.to_owned(),
+                permission: permission as i32,
+                contractor_id: contractor_id.to_owned(),
+                application_id: application_id.to_owned(),
+                at_least_revision: 0,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// Asserts a check's decision and reason.
+pub fn assert_decision(response: &CheckPermissionResponse, allowed: bool, reason: pb::CheckReason) {
+    assert_eq!(
+        (response.allowed, pb::CheckReason::try_from(response.reason)),
+        (allowed, Ok(reason)),
+        "decision {response:?}"
+    );
 }
 
 impl Drop for TestApp {

@@ -1,10 +1,15 @@
+use chrono::{Duration, Utc};
+use mandate::pb::Permission::{Inspections, Manage, Pay};
 use mandate::pb::{
-    AssociateByPinRequest, CheckPermissionRequest, ListAssociatesRequest, SetPermissionsRequest,
+    self, AssociateByPinRequest, CheckReason, LeaveContractorRequest, ListAssociatesRequest,
+    RemoveAssociateRequest, SetPermissionsRequest,
 };
+use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
 
 use crate::helpers::{
-    Backend, all_permissions, as_customer, expect_code, expect_invalid, spawn_app,
+    Backend, TestApp, all_permissions, as_customer, assert_decision, expect_code, expect_invalid,
+    permissions, spawn_app,
 };
 use crate::on_both_backends;
 
@@ -13,7 +18,17 @@ on_both_backends!(
     a_customer_not_associated_cannot_list_the_associates,
     listing_the_associates_of_an_unknown_contractor_is_not_found,
     associates_are_listed_page_by_page,
-    the_rpcs_of_the_permissions_issue_say_they_are_not_implemented_yet,
+    the_guides_story_grant_pay_check_revoke_and_remove,
+    granting_manage_grants_every_permission,
+    only_a_manager_may_set_permissions_and_a_refusal_changes_nothing,
+    setting_permissions_names_each_bad_entry,
+    setting_permissions_of_a_customer_not_associated_is_not_found,
+    the_last_manager_cannot_lose_manage_be_removed_or_leave,
+    a_second_manager_lets_the_first_step_down_and_leave,
+    a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired,
+    manage_cannot_be_time_limited_and_an_expiry_must_be_in_the_future,
+    only_a_manager_may_remove_an_associate,
+    an_associate_may_leave_and_then_is_not_associated,
 );
 
 async fn any_associate_may_list_the_associates(backend: Backend) {
@@ -156,17 +171,334 @@ async fn associates_are_listed_page_by_page(backend: Backend) {
     assert_eq!(listed, expected);
 }
 
-async fn the_rpcs_of_the_permissions_issue_say_they_are_not_implemented_yet(backend: Backend) {
+async fn associates_of(app: &mut TestApp, viewer: &str, contractor_id: &str) -> Vec<pb::Associate> {
+    app.permissions
+        .list_associates(as_customer(
+            viewer,
+            ListAssociatesRequest {
+                contractor_id: contractor_id.to_owned(),
+                ..ListAssociatesRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .associates
+}
+
+async fn remove(
+    app: &mut TestApp,
+    manager: &str,
+    contractor_id: &str,
+    customer_id: &str,
+) -> Result<i64, tonic::Status> {
+    app.permissions
+        .remove_associate(as_customer(
+            manager,
+            RemoveAssociateRequest {
+                contractor_id: contractor_id.to_owned(),
+                customer_id: customer_id.to_owned(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().revision)
+}
+
+async fn leave(
+    app: &mut TestApp,
+    customer_id: &str,
+    contractor_id: &str,
+) -> Result<i64, tonic::Status> {
+    app.contractors
+        .leave_contractor(as_customer(
+            customer_id,
+            LeaveContractorRequest {
+                contractor_id: contractor_id.to_owned(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().revision)
+}
+
+async fn the_guides_story_grant_pay_check_revoke_and_remove(backend: Backend) {
     let mut app = spawn_app(backend).await;
-    let set = app
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let before = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&before, false, CheckReason::PermissionNotHeld);
+
+    let granted = app
+        .set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    assert_eq!(granted.associate.unwrap().permissions, permissions(&[Pay]));
+    let pay = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&pay, true, CheckReason::GrantedDirectly);
+    assert_eq!(pay.contractor_id, contractor);
+    assert!(pay.revision >= granted.revision);
+    let inspections = app
+        .check(&associate, Inspections, &contractor, "")
+        .await
+        .unwrap();
+    assert_decision(&inspections, false, CheckReason::PermissionNotHeld);
+
+    app.set_permissions(&manager, &contractor, &associate, &[])
+        .await
+        .unwrap();
+    let revoked = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&revoked, false, CheckReason::PermissionNotHeld);
+
+    remove(&mut app, &manager, &contractor, &associate)
+        .await
+        .unwrap();
+    let removed = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&removed, false, CheckReason::NotAssociated);
+    assert_eq!(
+        associates_of(&mut app, &manager, &contractor).await.len(),
+        1
+    );
+}
+
+async fn granting_manage_grants_every_permission(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let granted = app
+        .set_permissions(&manager, &contractor, &associate, &[Manage])
+        .await
+        .unwrap();
+    assert_eq!(granted.associate.unwrap().permissions, all_permissions());
+    let pay = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&pay, true, CheckReason::GrantedThroughManage);
+    let manage = app
+        .check(&associate, Manage, &contractor, "")
+        .await
+        .unwrap();
+    assert_decision(&manage, true, CheckReason::GrantedDirectly);
+}
+
+async fn only_a_manager_may_set_permissions_and_a_refusal_changes_nothing(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let stranger = app.customer("stranger").await.customer_id;
+    app.set_permissions(&manager, &contractor, &associate, &[Pay, Inspections])
+        .await
+        .unwrap();
+    for actor in [&associate, &stranger] {
+        let result = app
+            .set_permissions(actor, &contractor, &associate, &[Manage])
+            .await;
+        expect_code(result, Code::PermissionDenied);
+    }
+    let listed = associates_of(&mut app, &manager, &contractor).await;
+    assert_eq!(listed[1].permissions, permissions(&[Pay, Inspections]));
+}
+
+async fn setting_permissions_names_each_bad_entry(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let result = app
         .permissions
-        .set_permissions(SetPermissionsRequest::default())
+        .set_permissions(as_customer(
+            &manager,
+            SetPermissionsRequest {
+                contractor_id: contractor.clone(),
+                customer_id: associate.clone(),
+                permissions: vec![Pay as i32, 0, 42],
+                expire_time: None,
+            },
+        ))
         .await;
-    let status = expect_code(set, Code::Unimplemented);
-    assert!(status.message().contains("issue #4"), "{status:?}");
-    let check = app
+    expect_invalid(result, &["permissions[1]", "permissions[2]"]);
+    let missing = app.set_permissions(&manager, &contractor, "", &[Pay]).await;
+    expect_invalid(missing, &["customer_id"]);
+}
+
+async fn setting_permissions_of_a_customer_not_associated_is_not_found(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, _associate, contractor, _pin) = app.story().await;
+    let stranger = app.customer("stranger").await.customer_id;
+    let result = app
+        .set_permissions(&manager, &contractor, &stranger, &[Pay])
+        .await;
+    expect_code(result, Code::NotFound);
+    let unknown_account = app
+        .set_permissions(
+            &manager,
+            "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b",
+            &stranger,
+            &[Pay],
+        )
+        .await;
+    expect_code(unknown_account, Code::NotFound);
+}
+
+async fn the_last_manager_cannot_lose_manage_be_removed_or_leave(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, _associate, contractor, _pin) = app.story().await;
+    let demote = app
+        .set_permissions(&manager, &contractor, &manager, &[Pay])
+        .await;
+    let status = expect_code(demote, Code::FailedPrecondition);
+    assert!(
+        status.message().contains("There must always be a Manager"),
+        "{status:?}"
+    );
+    expect_code(
+        remove(&mut app, &manager, &contractor, &manager).await,
+        Code::FailedPrecondition,
+    );
+    expect_code(
+        leave(&mut app, &manager, &contractor).await,
+        Code::FailedPrecondition,
+    );
+    let still = app.check(&manager, Manage, &contractor, "").await.unwrap();
+    assert_decision(&still, true, CheckReason::GrantedDirectly);
+}
+
+async fn a_second_manager_lets_the_first_step_down_and_leave(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    app.set_permissions(&manager, &contractor, &associate, &[Manage])
+        .await
+        .unwrap();
+    // FAQ: "Once the owner/manager associates their account, the existing permissions can be
+    // removed or edited as required."
+    app.set_permissions(&associate, &contractor, &manager, &[Pay])
+        .await
+        .unwrap();
+    let demoted = app.check(&manager, Manage, &contractor, "").await.unwrap();
+    assert_decision(&demoted, false, CheckReason::PermissionNotHeld);
+    expect_code(
+        leave(&mut app, &associate, &contractor).await,
+        Code::FailedPrecondition,
+    );
+    leave(&mut app, &manager, &contractor).await.unwrap();
+    let listed = associates_of(&mut app, &associate, &contractor).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].permissions, all_permissions());
+}
+
+async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let end = Utc::now() + Duration::hours(8);
+    let granted = app
         .permissions
-        .check_permission(CheckPermissionRequest::default())
-        .await;
-    expect_code(check, Code::Unimplemented);
+        .set_permissions(as_customer(
+            &manager,
+            SetPermissionsRequest {
+                contractor_id: contractor.clone(),
+                customer_id: associate.clone(),
+                permissions: permissions(&[Inspections]),
+                expire_time: Some(prost_types::Timestamp {
+                    seconds: end.timestamp(),
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .associate
+        .unwrap();
+    assert_eq!(granted.expire_time.unwrap().seconds, end.timestamp());
+    assert!(!granted.expired);
+    let before = app
+        .check(&associate, Inspections, &contractor, "")
+        .await
+        .unwrap();
+    assert_decision(&before, true, CheckReason::GrantedDirectly);
+
+    // The job ends: move the expiry into the past, as the passing of time would.
+    let db = Database::connect(&app.database().url).await.unwrap();
+    let past = (Utc::now() - Duration::minutes(1)).to_rfc3339();
+    let sql = match backend {
+        Backend::Sqlite => format!(
+            "UPDATE memberships SET expire_time = '{past}' WHERE customer_id = '{associate}'"
+        ),
+        Backend::Postgres => format!(
+            "UPDATE memberships SET expire_time = '{past}'::timestamptz WHERE customer_id = '{associate}'"
+        ),
+    };
+    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+
+    let after = app
+        .check(&associate, Inspections, &contractor, "")
+        .await
+        .unwrap();
+    assert_decision(&after, false, CheckReason::GrantExpired);
+    let listed = associates_of(&mut app, &manager, &contractor).await;
+    assert!(listed[1].expired, "{:?}", listed[1]);
+}
+
+async fn manage_cannot_be_time_limited_and_an_expiry_must_be_in_the_future(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let at = |t: chrono::DateTime<Utc>| {
+        Some(prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        })
+    };
+    for (granted, end) in [
+        (Manage, at(Utc::now() + Duration::days(1))),
+        (Pay, at(Utc::now() - Duration::days(1))),
+    ] {
+        let result = app
+            .permissions
+            .set_permissions(as_customer(
+                &manager,
+                SetPermissionsRequest {
+                    contractor_id: contractor.clone(),
+                    customer_id: associate.clone(),
+                    permissions: permissions(&[granted]),
+                    expire_time: end,
+                },
+            ))
+            .await;
+        expect_invalid(result, &["expire_time"]);
+    }
+}
+
+async fn only_a_manager_may_remove_an_associate(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, pin) = app.story().await;
+    let third = app.customer("third").await.customer_id;
+    app.associate(&third, &pin).await;
+    app.set_permissions(&manager, &contractor, &associate, &[Pay, Inspections])
+        .await
+        .unwrap();
+    expect_code(
+        remove(&mut app, &associate, &contractor, &third).await,
+        Code::PermissionDenied,
+    );
+    let stranger = app.customer("stranger").await.customer_id;
+    expect_code(
+        remove(&mut app, &manager, &contractor, &stranger).await,
+        Code::NotFound,
+    );
+    remove(&mut app, &manager, &contractor, &third)
+        .await
+        .unwrap();
+    assert_eq!(
+        associates_of(&mut app, &manager, &contractor).await.len(),
+        2
+    );
+}
+
+async fn an_associate_may_leave_and_then_is_not_associated(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    app.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    leave(&mut app, &associate, &contractor).await.unwrap();
+    let after = app.check(&associate, Pay, &contractor, "").await.unwrap();
+    assert_decision(&after, false, CheckReason::NotAssociated);
+    expect_code(
+        leave(&mut app, &associate, &contractor).await,
+        Code::NotFound,
+    );
 }

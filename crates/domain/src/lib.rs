@@ -4,6 +4,7 @@
 //! Every value that crosses this crate's edge is parsed into a validated type, so an invalid PIN,
 //! email or postal code cannot exist past it.
 
+pub mod application;
 pub mod contractor;
 pub mod customer;
 pub mod decision;

@@ -17,8 +17,17 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// Parses `page_size` and `page_token` as a caller sent them.
+    /// Parses `page_size` and `page_token` of a list whose cursor is an identifier.
     pub fn parse(page_size: i32, page_token: &str) -> Result<Self> {
+        Self::parse_with(page_size, page_token, is_identifier)
+    }
+
+    /// Parses `page_size` and `page_token` of a list whose cursors pass `is_cursor`.
+    pub fn parse_with(
+        page_size: i32,
+        page_token: &str,
+        is_cursor: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
         let size = match u64::try_from(page_size) {
             Err(_) => return Err(Error::invalid("page_size", "must not be negative")),
             Ok(0) => DEFAULT_PAGE_SIZE,
@@ -26,7 +35,7 @@ impl PageRequest {
         };
         let after = match page_token {
             "" => None,
-            token if is_identifier(token) => Some(token.to_owned()),
+            token if is_cursor(token) => Some(token.to_owned()),
             _ => {
                 return Err(Error::invalid(
                     "page_token",

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use mandate_domain::Error as Rule;
 use mandate_domain::contractor::ContractorDetails;
-use mandate_domain::membership::{self, Association};
+use mandate_domain::membership::{self, Association, Grant};
 use mandate_domain::paging::PageRequest;
 use mandate_domain::permission::PermissionSet;
 use sea_orm::{
@@ -36,17 +36,7 @@ impl Store {
     ) -> Result<(Contractor, P, Revision)> {
         let (txn, revision) = self.begin_change().await?;
         let contractor_id = new_id();
-        let mut attempt = 0;
-        let (pin, sealed) = loop {
-            let (pin, sealed) = new_pin(&contractor_id)?;
-            if !pin_taken(&txn, &sealed.hash).await? {
-                break (pin, sealed);
-            }
-            attempt += 1;
-            if attempt == PIN_ATTEMPTS {
-                return Err(Error::Internal("could not find an unused PIN".into()));
-            }
-        };
+        let (pin, sealed) = fresh_pin(&txn, &contractor_id, &mut new_pin).await?;
         let now = now();
         let model = contractor::Model {
             contractor_id: contractor_id.clone(),
@@ -79,10 +69,12 @@ impl Store {
                 customer_id: Some(registrant),
                 before: None,
                 after: Some(membership::REGISTRANT),
+                expire_time: None,
+                application_id: None,
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok((model.into(), pin, revision))
     }
 
@@ -128,10 +120,12 @@ impl Store {
                 customer_id: None,
                 before: None,
                 after: None,
+                expire_time: None,
+                application_id: None,
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok((model.into(), revision))
     }
 
@@ -253,10 +247,12 @@ impl Store {
                         customer_id: Some(customer_id),
                         before: None,
                         after: Some(permissions),
+                        expire_time: None,
+                        application_id: None,
                     },
                 )
                 .await?;
-                txn.commit().await?;
+                self.commit(txn).await?;
                 Ok((
                     Membership {
                         contractor: account.into(),
@@ -294,10 +290,12 @@ impl Store {
                 customer_id: None,
                 before: None,
                 after: None,
+                expire_time: None,
+                application_id: None,
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok((account.pin_ciphertext, revision))
     }
 
@@ -352,7 +350,7 @@ impl Store {
     }
 }
 
-async fn find_contractor(
+pub(crate) async fn find_contractor(
     db: &impl ConnectionTrait,
     contractor_id: &str,
 ) -> Result<contractor::Model> {
@@ -362,31 +360,70 @@ async fn find_contractor(
         .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
 }
 
-async fn pin_taken(db: &impl ConnectionTrait, pin_hash: &str) -> Result<bool> {
-    Ok(contractor::Entity::find()
-        .filter(contractor::Column::PinHash.eq(pin_hash))
-        .count(db)
-        .await?
-        > 0)
+/// A PIN from `new_pin` that no account holds, trying again on the rare collision.
+pub(crate) async fn fresh_pin<P>(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+    new_pin: &mut impl FnMut(&str) -> Result<(P, SealedPin)>,
+) -> Result<(P, SealedPin)> {
+    for _ in 0..PIN_ATTEMPTS {
+        let (pin, sealed) = new_pin(contractor_id)?;
+        let taken = contractor::Entity::find()
+            .filter(contractor::Column::PinHash.eq(&sealed.hash))
+            .count(db)
+            .await?
+            > 0;
+        if !taken {
+            return Ok((pin, sealed));
+        }
+    }
+    Err(Error::Internal("could not find an unused PIN".into()))
 }
 
 /// The permissions `customer_id` holds on the account now, `None` when not associated.
 /// Permissions whose grant has expired count as none.
-async fn permissions_of(
+pub(crate) async fn permissions_of(
     db: &impl ConnectionTrait,
     contractor_id: &str,
     customer_id: &str,
 ) -> Result<Option<PermissionSet>> {
+    Ok(grant_of(db, contractor_id, customer_id)
+        .await?
+        .map(|grant| grant.effective(now())))
+}
+
+/// What `customer_id` holds on the account, `None` when not associated.
+pub(crate) async fn grant_of(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+    customer_id: &str,
+) -> Result<Option<Grant>> {
     let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
         .one(db)
         .await?;
-    Ok(row.map(|m| match m.expire_time {
-        Some(expiry) if expiry <= now() => PermissionSet::NONE,
-        _ => stored_permissions(m.permissions),
+    Ok(row.map(|m| Grant {
+        permissions: stored_permissions(m.permissions),
+        expire_time: m.expire_time,
     }))
 }
 
-async fn insert_membership(
+/// How many customers other than `customer_id` are Managers of the account. (Manage cannot be
+/// time-limited, so a stored Manager is a Manager now.)
+pub(crate) async fn managers_other_than(
+    db: &impl ConnectionTrait,
+    contractor_id: &str,
+    customer_id: &str,
+) -> Result<usize> {
+    let count = member::Entity::find()
+        .filter(member::Column::ContractorId.eq(contractor_id))
+        .filter(member::Column::CustomerId.ne(customer_id))
+        .filter(member::Column::Permissions.eq(i16::from(PermissionSet::MANAGER.bits())))
+        .count(db)
+        .await?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
+pub(crate) async fn insert_membership(
     db: &impl ConnectionTrait,
     contractor_id: &str,
     customer_id: &str,
@@ -407,12 +444,12 @@ async fn insert_membership(
     Ok(model)
 }
 
-fn stored_permissions(bits: i16) -> PermissionSet {
+pub(crate) fn stored_permissions(bits: i16) -> PermissionSet {
     PermissionSet::from_bits(u8::try_from(bits).unwrap_or_default())
 }
 
 /// Cuts the one extra row fetched to learn whether another page follows.
-fn split_page<T>(
+pub(crate) fn split_page<T>(
     mut rows: Vec<T>,
     size: u64,
     key: impl Fn(&T) -> String,

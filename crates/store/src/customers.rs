@@ -54,10 +54,12 @@ impl Store {
                 customer_id: Some(&model.customer_id),
                 before: None,
                 after: None,
+                expire_time: None,
+                application_id: None,
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok((model.into(), revision))
     }
 

@@ -6,12 +6,17 @@
 //! rule, PIN uniqueness) see every earlier change, and the change and its audit event commit
 //! together or not at all. Reads never take it.
 
+mod applications;
+mod audit;
 mod contractors;
 mod customers;
 mod entity;
 mod error;
 mod migration;
+mod permissions;
 mod records;
+
+use std::sync::Arc;
 
 use mandate_domain::membership::ManagerlessPolicy;
 use sea_orm::{
@@ -19,17 +24,25 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
+use tokio::sync::Notify;
 
+pub use applications::{ApplicationCursor, CheckTarget};
 pub use error::{Error, Result};
 pub use records::{
-    Actor, Associate, ChangeKind, Contractor, Customer, Membership, Page, Revision, SealedPin,
+    AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
+    Customer, Membership, Page, Revision, SealedPin,
 };
+
+use audit::{Change, record};
 
 /// The database behind Mandate.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     managerless_policy: ManagerlessPolicy,
+    /// Woken after each commit through this process: lets change-feed readers on this replica
+    /// look at once. Only a hint: they poll too, for the changes of other replicas.
+    committed: Arc<Notify>,
 }
 
 impl Store {
@@ -41,6 +54,7 @@ impl Store {
         Ok(Self {
             db,
             managerless_policy,
+            committed: Arc::new(Notify::new()),
         })
     }
 
@@ -58,6 +72,18 @@ impl Store {
     /// The latest committed revision.
     pub async fn current_revision(&self) -> Result<Revision> {
         current_revision(&self.db).await
+    }
+
+    /// Woken after every change this process commits.
+    pub fn committed(&self) -> &Notify {
+        &self.committed
+    }
+
+    /// Commits a change and wakes the change-feed readers of this process.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
+        txn.commit().await?;
+        self.committed.notify_waiters();
+        Ok(())
     }
 
     /// Starts a write transaction and takes the revision its change will commit at.
@@ -95,40 +121,6 @@ async fn current_revision(db: &impl ConnectionTrait) -> Result<Revision> {
 /// A new identifier: a UUIDv7, so identifiers sort in creation order.
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// One audit event: what a revision changed, for whom, by whom.
-struct Change<'a> {
-    kind: ChangeKind,
-    contractor_id: Option<&'a str>,
-    customer_id: Option<&'a str>,
-    before: Option<mandate_domain::permission::PermissionSet>,
-    after: Option<mandate_domain::permission::PermissionSet>,
-}
-
-/// Writes the audit event of `revision` in the change's transaction.
-async fn record(
-    txn: &DatabaseTransaction,
-    revision: Revision,
-    actor: &Actor,
-    change: Change<'_>,
-) -> Result<()> {
-    use sea_orm::{ActiveValue::Set, EntityTrait};
-    let bits = |set: mandate_domain::permission::PermissionSet| i16::from(set.bits());
-    entity::audit_event::Entity::insert(entity::audit_event::ActiveModel {
-        revision: Set(revision),
-        time: Set(now()),
-        kind: Set(change.kind.as_str().to_owned()),
-        actor_customer_id: Set(actor.customer_id.clone()),
-        actor_client: Set(actor.client.clone()),
-        contractor_id: Set(change.contractor_id.map(str::to_owned)),
-        customer_id: Set(change.customer_id.map(str::to_owned)),
-        permissions_before: Set(change.before.map(bits)),
-        permissions_after: Set(change.after.map(bits)),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
 }
 
 /// The current time at the precision both databases keep (microseconds), so that what a change

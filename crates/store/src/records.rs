@@ -24,10 +24,30 @@ pub enum ChangeKind {
     ContractorRegistered,
     ContractorUpdated,
     Associated,
+    PermissionsSet,
+    AssociateRemoved,
+    Left,
+    ApplicationLinked,
+    ApplicationUnlinked,
     PinRead,
+    PinRotated,
 }
 
 impl ChangeKind {
+    const ALL: [ChangeKind; 11] = [
+        ChangeKind::CustomerRegistered,
+        ChangeKind::ContractorRegistered,
+        ChangeKind::ContractorUpdated,
+        ChangeKind::Associated,
+        ChangeKind::PermissionsSet,
+        ChangeKind::AssociateRemoved,
+        ChangeKind::Left,
+        ChangeKind::ApplicationLinked,
+        ChangeKind::ApplicationUnlinked,
+        ChangeKind::PinRead,
+        ChangeKind::PinRotated,
+    ];
+
     /// The name stored in the audit trail.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,9 +55,52 @@ impl ChangeKind {
             ChangeKind::ContractorRegistered => "contractor_registered",
             ChangeKind::ContractorUpdated => "contractor_updated",
             ChangeKind::Associated => "associated",
+            ChangeKind::PermissionsSet => "permissions_set",
+            ChangeKind::AssociateRemoved => "associate_removed",
+            ChangeKind::Left => "left",
+            ChangeKind::ApplicationLinked => "application_linked",
+            ChangeKind::ApplicationUnlinked => "application_unlinked",
             ChangeKind::PinRead => "pin_read",
+            ChangeKind::PinRotated => "pin_rotated",
         }
     }
+
+    /// The kind stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub revision: Revision,
+    pub time: DateTime<Utc>,
+    pub kind: ChangeKind,
+    pub actor: Actor,
+    pub contractor_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub permissions_before: Option<PermissionSet>,
+    pub permissions_after: Option<PermissionSet>,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub application_id: Option<String>,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub reason: mandate_domain::decision::Reason,
+    /// The account that decided it, if any.
+    pub contractor_id: Option<String>,
+    /// The decision reflects every change up to at least this revision.
+    pub revision: Revision,
+}
+
+/// An application a customer may act on, and the account it acts through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessibleApplication {
+    pub application_id: String,
+    pub contractor_id: String,
 }
 
 /// A customer account.

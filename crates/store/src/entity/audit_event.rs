@@ -13,6 +13,8 @@ pub struct Model {
     pub customer_id: Option<String>,
     pub permissions_before: Option<i16>,
     pub permissions_after: Option<i16>,
+    pub application_id: Option<String>,
+    pub expire_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,271 @@
+//! Applications linked to accounts, and the checks other city systems ask for.
+
+use std::collections::HashMap;
+
+use mandate_domain::Error as Rule;
+use mandate_domain::decision::{self, Reason};
+use mandate_domain::membership::Grant;
+use mandate_domain::permission::{Permission, PermissionSet};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::contractors::{find_contractor, grant_of, stored_permissions};
+use crate::entity::{application_link as link, membership as member};
+use crate::{
+    AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Page, Result, Revision, Store,
+    current_revision, now, record,
+};
+
+/// What a check is about: an account, an application, or an application through one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTarget<'a> {
+    pub contractor_id: Option<&'a str>,
+    pub application_id: Option<&'a str>,
+}
+
+/// Where a page of accessible applications starts: after this application and account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationCursor {
+    pub application_id: String,
+    pub contractor_id: String,
+}
+
+impl Store {
+    /// Links an application to an account; linking again changes nothing.
+    pub async fn link_application(
+        &self,
+        actor: &Actor,
+        application_id: &str,
+        contractor_id: &str,
+    ) -> Result<Revision> {
+        let (txn, revision) = self.begin_change().await?;
+        find_contractor(&txn, contractor_id).await?;
+        let key = (application_id.to_owned(), contractor_id.to_owned());
+        if link::Entity::find_by_id(key).one(&txn).await?.is_some() {
+            txn.rollback().await?;
+            return Ok(revision - 1);
+        }
+        link::Entity::insert(link::ActiveModel {
+            application_id: Set(application_id.to_owned()),
+            contractor_id: Set(contractor_id.to_owned()),
+            link_time: Set(now()),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                application_id: Some(application_id),
+                ..Change::of(ChangeKind::ApplicationLinked)
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(revision)
+    }
+
+    /// Unlinks an application from an account; unlinking what is not linked changes nothing.
+    pub async fn unlink_application(
+        &self,
+        actor: &Actor,
+        application_id: &str,
+        contractor_id: &str,
+    ) -> Result<Revision> {
+        let (txn, revision) = self.begin_change().await?;
+        find_contractor(&txn, contractor_id).await?;
+        let deleted =
+            link::Entity::delete_by_id((application_id.to_owned(), contractor_id.to_owned()))
+                .exec(&txn)
+                .await?;
+        if deleted.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(revision - 1);
+        }
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                application_id: Some(application_id),
+                ..Change::of(ChangeKind::ApplicationUnlinked)
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(revision)
+    }
+
+    /// The applications `customer_id` may act on with `permission` now, through any of its
+    /// accounts, ordered by application and account.
+    pub async fn accessible_applications(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        size: u64,
+        after: Option<&ApplicationCursor>,
+    ) -> Result<Page<AccessibleApplication>> {
+        self.customer(customer_id).await?;
+        // Every stored permission value that allows `permission` (Manage included).
+        let allowing: Vec<i16> = (0..=PermissionSet::MANAGER.bits())
+            .filter(|bits| PermissionSet::from_bits(*bits).allows(permission))
+            .map(i16::from)
+            .collect();
+        let now = now();
+        let contractors = Query::select()
+            .column(member::Column::ContractorId)
+            .from(member::Entity)
+            .and_where(member::Column::CustomerId.eq(customer_id))
+            .and_where(member::Column::Permissions.is_in(allowing))
+            .cond_where(
+                Condition::any()
+                    .add(member::Column::ExpireTime.is_null())
+                    .add(member::Column::ExpireTime.gt(now)),
+            )
+            .to_owned();
+        let mut query = link::Entity::find()
+            .filter(link::Column::ContractorId.in_subquery(contractors))
+            .order_by_asc(link::Column::ApplicationId)
+            .order_by_asc(link::Column::ContractorId)
+            .limit(size + 1);
+        if let Some(after) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(link::Column::ApplicationId.gt(after.application_id.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(link::Column::ApplicationId.eq(after.application_id.as_str()))
+                            .add(link::Column::ContractorId.gt(after.contractor_id.as_str())),
+                    ),
+            );
+        }
+        let mut rows = query.all(&self.db).await?;
+        let more = rows.len() as u64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let items: Vec<AccessibleApplication> = rows
+            .into_iter()
+            .map(|l| AccessibleApplication {
+                application_id: l.application_id,
+                contractor_id: l.contractor_id,
+            })
+            .collect();
+        let next_page_token = more
+            .then(|| {
+                items
+                    .last()
+                    .map(|a| format!("{}.{}", a.contractor_id, hex::encode(&a.application_id)))
+            })
+            .flatten();
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Decides whether `customer_id` may use `permission` on `target`.
+    pub async fn check(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        target: CheckTarget<'_>,
+    ) -> Result<CheckOutcome> {
+        // Read first: whatever is read afterwards is at least this fresh.
+        let revision = current_revision(&self.db).await?;
+        self.customer(customer_id).await?;
+        let now = now();
+        if let Some(contractor_id) = target.contractor_id {
+            find_contractor(&self.db, contractor_id).await?;
+        }
+        let (reason, contractor_id) = match target {
+            CheckTarget {
+                contractor_id: Some(contractor_id),
+                application_id: None,
+            } => {
+                let grant = grant_of(&self.db, contractor_id, customer_id).await?;
+                (
+                    decision::decide(permission, grant.as_ref(), now),
+                    Some(contractor_id.to_owned()),
+                )
+            }
+            CheckTarget {
+                contractor_id,
+                application_id: Some(application_id),
+            } => {
+                let mut links = link::Entity::find()
+                    .filter(link::Column::ApplicationId.eq(application_id))
+                    .order_by_asc(link::Column::ContractorId);
+                if let Some(contractor_id) = contractor_id {
+                    links = links.filter(link::Column::ContractorId.eq(contractor_id));
+                }
+                let linked: Vec<String> = links
+                    .select_only()
+                    .column(link::Column::ContractorId)
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?;
+                let mut grants: HashMap<String, Grant> = member::Entity::find()
+                    .filter(member::Column::CustomerId.eq(customer_id))
+                    .filter(member::Column::ContractorId.is_in(linked.iter().map(String::as_str)))
+                    .all(&self.db)
+                    .await?
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            m.contractor_id,
+                            Grant {
+                                permissions: stored_permissions(m.permissions),
+                                expire_time: m.expire_time,
+                            },
+                        )
+                    })
+                    .collect();
+                let linked: Vec<(String, Option<Grant>)> = linked
+                    .into_iter()
+                    .map(|c| {
+                        let grant = grants.remove(&c);
+                        (c, grant)
+                    })
+                    .collect();
+                let (reason, contractor) =
+                    decision::decide_for_application(permission, &linked, now);
+                (reason, contractor.cloned())
+            }
+            CheckTarget {
+                contractor_id: None,
+                application_id: None,
+            } => {
+                return Err(Rule::invalid(
+                    "contractor_id",
+                    "a check names a contractor_id, an application_id, or both",
+                )
+                .into());
+            }
+        };
+        Ok(CheckOutcome {
+            reason,
+            contractor_id: if reason == Reason::ApplicationNotLinked {
+                None
+            } else {
+                contractor_id
+            },
+            revision,
+        })
+    }
+}
+
+impl ApplicationCursor {
+    /// Reads a `next_page_token` of `accessible_applications`; `None` when it is not one.
+    pub fn parse(token: &str) -> Option<Self> {
+        let (contractor_id, application) = token.split_once('.')?;
+        let bytes = hex::decode(application).ok()?;
+        Some(Self {
+            application_id: String::from_utf8(bytes).ok()?,
+            contractor_id: contractor_id.to_owned(),
+        })
+    }
+}

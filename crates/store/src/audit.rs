@@ -1,0 +1,155 @@
+//! The audit trail: one event per revision, written in the change's transaction.
+
+use chrono::{DateTime, Utc};
+use mandate_domain::membership;
+use mandate_domain::paging::PageRequest;
+use mandate_domain::permission::PermissionSet;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::contractors::{find_contractor, permissions_of, stored_permissions};
+use crate::entity::audit_event;
+use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, now};
+
+/// What a revision changed, for whom.
+pub(crate) struct Change<'a> {
+    pub kind: ChangeKind,
+    pub contractor_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    pub before: Option<PermissionSet>,
+    pub after: Option<PermissionSet>,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub application_id: Option<&'a str>,
+}
+
+impl Change<'_> {
+    /// A change of `kind` with nothing else said yet.
+    pub fn of(kind: ChangeKind) -> Self {
+        Self {
+            kind,
+            contractor_id: None,
+            customer_id: None,
+            before: None,
+            after: None,
+            expire_time: None,
+            application_id: None,
+        }
+    }
+}
+
+/// Writes the audit event of `revision` in the change's transaction.
+pub(crate) async fn record(
+    txn: &DatabaseTransaction,
+    revision: Revision,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<()> {
+    let bits = |set: PermissionSet| i16::from(set.bits());
+    audit_event::Entity::insert(audit_event::ActiveModel {
+        revision: Set(revision),
+        time: Set(now()),
+        kind: Set(change.kind.as_str().to_owned()),
+        actor_customer_id: Set(actor.customer_id.clone()),
+        actor_client: Set(actor.client.clone()),
+        contractor_id: Set(change.contractor_id.map(str::to_owned)),
+        customer_id: Set(change.customer_id.map(str::to_owned)),
+        permissions_before: Set(change.before.map(bits)),
+        permissions_after: Set(change.after.map(bits)),
+        application_id: Set(change.application_id.map(str::to_owned)),
+        expire_time: Set(change.expire_time),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// An account's audit trail in `[start, end)`, oldest first; its Managers only.
+    /// The page cursor is a revision.
+    pub async fn audit_events(
+        &self,
+        viewer: &str,
+        contractor_id: &str,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        find_contractor(&self.db, contractor_id).await?;
+        membership::require_manager(
+            permissions_of(&self.db, contractor_id, viewer).await?,
+            "read its audit trail",
+        )?;
+        let mut query = audit_event::Entity::find()
+            .filter(audit_event::Column::ContractorId.eq(contractor_id))
+            .order_by_asc(audit_event::Column::Revision)
+            .limit(page.size + 1);
+        if let Some(after) = page.after.as_deref().and_then(|t| t.parse::<i64>().ok()) {
+            query = query.filter(audit_event::Column::Revision.gt(after));
+        }
+        if let Some(start) = start {
+            query = query.filter(audit_event::Column::Time.gte(start));
+        }
+        if let Some(end) = end {
+            query = query.filter(audit_event::Column::Time.lt(end));
+        }
+        let rows = query.all(&self.db).await?;
+        let more = rows.len() as u64 > page.size;
+        let items: Vec<AuditEvent> = rows
+            .into_iter()
+            .take(usize::try_from(page.size).unwrap_or(usize::MAX))
+            .map(AuditEvent::try_from)
+            .collect::<Result<_>>()?;
+        let next_page_token = more
+            .then(|| items.last().map(|e| e.revision.to_string()))
+            .flatten();
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Up to `limit` changes committed after `after`, in revision order. PIN reads are left out:
+    /// they change nothing a check depends on.
+    pub async fn changes_after(&self, after: Revision, limit: u64) -> Result<Vec<AuditEvent>> {
+        audit_event::Entity::find()
+            .filter(audit_event::Column::Revision.gt(after))
+            .filter(audit_event::Column::Kind.ne(ChangeKind::PinRead.as_str()))
+            .order_by_asc(audit_event::Column::Revision)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(AuditEvent::try_from)
+            .collect()
+    }
+}
+
+impl TryFrom<audit_event::Model> for AuditEvent {
+    type Error = Error;
+
+    fn try_from(m: audit_event::Model) -> Result<Self> {
+        let kind = ChangeKind::parse(&m.kind).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "audit event {} has unknown kind {:?}",
+                m.revision, m.kind
+            ))
+        })?;
+        Ok(Self {
+            revision: m.revision,
+            time: m.time,
+            kind,
+            actor: Actor {
+                customer_id: m.actor_customer_id,
+                client: m.actor_client,
+            },
+            contractor_id: m.contractor_id,
+            customer_id: m.customer_id,
+            permissions_before: m.permissions_before.map(stored_permissions),
+            permissions_after: m.permissions_after.map(stored_permissions),
+            expire_time: m.expire_time,
+            application_id: m.application_id,
+        })
+    }
+}

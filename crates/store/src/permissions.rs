@@ -1,0 +1,185 @@
+//! Granting, revoking, removing, leaving, and replacing the PIN: the Manager's operations.
+
+use mandate_domain::membership::{self, Grant};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+
+use crate::contractors::{
+    find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of,
+};
+use crate::entity::{contractor, customer, membership as member};
+use crate::{
+    Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
+    record,
+};
+
+impl Store {
+    /// Sets the exact grant of `customer_id` on the account; `manager` must be a Manager, and
+    /// the account keeps at least one Manager.
+    pub async fn set_permissions(
+        &self,
+        actor: &Actor,
+        manager: &str,
+        contractor_id: &str,
+        customer_id: &str,
+        grant: Grant,
+    ) -> Result<(Associate, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        find_contractor(&txn, contractor_id).await?;
+        let target = grant_of(&txn, contractor_id, customer_id).await?;
+        membership::set_permissions(
+            permissions_of(&txn, contractor_id, manager).await?,
+            target,
+            grant,
+            managers_other_than(&txn, contractor_id, customer_id).await?,
+            now(),
+        )?;
+        let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                Error::Corrupt("the membership vanished inside its transaction".into())
+            })?;
+        let associate_time = row.associate_time;
+        let mut active: member::ActiveModel = row.into();
+        active.permissions = Set(i16::from(grant.permissions.bits()));
+        active.expire_time = Set(grant.expire_time);
+        active.update_time = Set(now());
+        active.update(&txn).await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                customer_id: Some(customer_id),
+                before: target.map(|t| t.permissions),
+                after: Some(grant.permissions),
+                expire_time: grant.expire_time,
+                ..Change::of(ChangeKind::PermissionsSet)
+            },
+        )
+        .await?;
+        let customer = customer::Entity::find_by_id(customer_id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                Error::Corrupt(format!("membership of missing customer {customer_id}"))
+            })?;
+        self.commit(txn).await?;
+        Ok((
+            Associate {
+                customer: Customer::from(customer),
+                permissions: grant.permissions,
+                expire_time: grant.expire_time,
+                associate_time,
+            },
+            revision,
+        ))
+    }
+
+    /// Removes `customer_id` from the account; `manager` must be a Manager, and the account
+    /// keeps at least one Manager.
+    pub async fn remove_associate(
+        &self,
+        actor: &Actor,
+        manager: &str,
+        contractor_id: &str,
+        customer_id: &str,
+    ) -> Result<Revision> {
+        let (txn, revision) = self.begin_change().await?;
+        find_contractor(&txn, contractor_id).await?;
+        let target = grant_of(&txn, contractor_id, customer_id).await?;
+        membership::remove_associate(
+            permissions_of(&txn, contractor_id, manager).await?,
+            target,
+            managers_other_than(&txn, contractor_id, customer_id).await?,
+            now(),
+        )?;
+        member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+            .exec(&txn)
+            .await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                customer_id: Some(customer_id),
+                before: target.map(|t| t.permissions),
+                ..Change::of(ChangeKind::AssociateRemoved)
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(revision)
+    }
+
+    /// Removes `customer_id` from the account at its own request; the last Manager cannot leave.
+    pub async fn leave_contractor(
+        &self,
+        actor: &Actor,
+        customer_id: &str,
+        contractor_id: &str,
+    ) -> Result<Revision> {
+        let (txn, revision) = self.begin_change().await?;
+        find_contractor(&txn, contractor_id).await?;
+        let own = grant_of(&txn, contractor_id, customer_id).await?;
+        membership::leave(
+            own,
+            managers_other_than(&txn, contractor_id, customer_id).await?,
+            now(),
+        )?;
+        member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+            .exec(&txn)
+            .await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                customer_id: Some(customer_id),
+                before: own.map(|g| g.permissions),
+                ..Change::of(ChangeKind::Left)
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(revision)
+    }
+
+    /// Replaces the account's PIN; the old one stops working when this commits. `new_pin` is as
+    /// for `register_contractor`.
+    pub async fn rotate_pin<P>(
+        &self,
+        actor: &Actor,
+        manager: &str,
+        contractor_id: &str,
+        mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
+    ) -> Result<(P, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let account = find_contractor(&txn, contractor_id).await?;
+        membership::require_manager(
+            permissions_of(&txn, contractor_id, manager).await?,
+            "replace the account's PIN",
+        )?;
+        let (pin, sealed) = fresh_pin(&txn, contractor_id, &mut new_pin).await?;
+        let mut active: contractor::ActiveModel = account.into();
+        active.pin_hash = Set(sealed.hash);
+        active.pin_ciphertext = Set(sealed.ciphertext);
+        active.update_time = Set(now());
+        active.update(&txn).await?;
+        record(
+            &txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                ..Change::of(ChangeKind::PinRotated)
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok((pin, revision))
+    }
+}
