@@ -153,6 +153,7 @@ impl Drop for TestDatabase {
 
 /// A running server and clients connected to it.
 pub struct TestApp {
+    address: std::net::SocketAddr,
     pub identity: IdentityServiceClient<Channel>,
     pub contractors: ContractorServiceClient<Channel>,
     pub permissions: PermissionServiceClient<Channel>,
@@ -188,6 +189,7 @@ pub async fn start_on(database: TestDatabase) -> TestApp {
         .await
         .expect("connect to the server");
     TestApp {
+        address,
         identity: IdentityServiceClient::new(channel.clone()),
         contractors: ContractorServiceClient::new(channel.clone()),
         permissions: PermissionServiceClient::new(channel.clone()),
@@ -210,6 +212,11 @@ impl TestApp {
         self.database
             .take()
             .expect("the database is present until stop")
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
     }
 
     /// The database behind the server.

@@ -3,8 +3,11 @@
 
 mod helpers;
 
+mod checks;
 mod contractor;
+mod feed;
 mod identity;
 mod permission;
+mod races;
 mod server;
 mod storage;

@@ -1,0 +1,306 @@
+use std::time::Duration;
+
+use mandate::pb::Permission::{Inspections, Pay};
+use mandate::pb::{
+    AssociateByPinRequest, AuditEvent, ChangeKind, GetPinRequest, LinkApplicationRequest,
+    ListAuditEventsRequest, RotatePinRequest, WatchChangesRequest,
+};
+use tonic::{Code, Streaming};
+
+use crate::helpers::{Backend, TestApp, as_customer, expect_code, permissions, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    every_change_to_an_account_is_in_its_audit_trail_with_before_and_after,
+    the_audit_trail_pages_and_filters_by_time_for_managers_only,
+    a_consumer_that_resumes_from_its_last_revision_sees_every_change_exactly_once,
+    a_rotated_pin_replaces_the_old_one_at_once,
+    only_a_manager_may_rotate_the_pin,
+);
+
+/// The next change of a feed; a feed that stays silent for 10 s fails the test.
+async fn next(stream: &mut Streaming<mandate::pb::WatchChangesResponse>) -> AuditEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a change within 10 s")
+        .expect("the feed is healthy")
+        .expect("the feed is open")
+        .change
+        .expect("a change in the message")
+}
+
+async fn trail(app: &mut TestApp, viewer: &str, contractor_id: &str) -> Vec<AuditEvent> {
+    app.permissions
+        .list_audit_events(as_customer(
+            viewer,
+            ListAuditEventsRequest {
+                contractor_id: contractor_id.to_owned(),
+                ..ListAuditEventsRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn every_change_to_an_account_is_in_its_audit_trail_with_before_and_after(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let granted = app
+        .set_permissions(&manager, &contractor, &associate, &[Pay, Inspections])
+        .await
+        .unwrap();
+    app.permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-123456 BLD".into(),
+            contractor_id: contractor.clone(),
+        })
+        .await
+        .unwrap();
+    app.contractors
+        .get_pin(as_customer(
+            &manager,
+            GetPinRequest {
+                contractor_id: contractor.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let events = trail(&mut app, &manager, &contractor).await;
+    let kinds: Vec<i32> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::ContractorRegistered as i32,
+            ChangeKind::Associated as i32,
+            ChangeKind::PermissionsSet as i32,
+            ChangeKind::ApplicationLinked as i32,
+            ChangeKind::PinRead as i32,
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
+    let set = &events[2];
+    assert_eq!(set.revision, granted.revision);
+    assert_eq!(set.actor_customer_id, manager);
+    assert_eq!(set.customer_id, associate);
+    assert!(set.permissions_before.is_empty());
+    assert_eq!(set.permissions_after, permissions(&[Pay, Inspections]));
+    assert_eq!(events[3].application_id, "24-123456 BLD");
+}
+
+async fn the_audit_trail_pages_and_filters_by_time_for_managers_only(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, pin) = app.story().await;
+    for subject in ["c1", "c2", "c3"] {
+        let customer = app.customer(subject).await.customer_id;
+        app.associate(&customer, &pin).await;
+    }
+    let all = trail(&mut app, &manager, &contractor).await;
+    assert_eq!(all.len(), 5);
+
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .permissions
+            .list_audit_events(as_customer(
+                &manager,
+                ListAuditEventsRequest {
+                    contractor_id: contractor.clone(),
+                    page_size: 2,
+                    page_token: token,
+                    ..ListAuditEventsRequest::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, all);
+
+    let after_last = prost_types::Timestamp {
+        seconds: all[4].time.unwrap().seconds + 1,
+        nanos: 0,
+    };
+    let none_after = app
+        .permissions
+        .list_audit_events(as_customer(
+            &manager,
+            ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                start_time: Some(after_last),
+                ..ListAuditEventsRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none_after.events.is_empty());
+    let from_first = app
+        .permissions
+        .list_audit_events(as_customer(
+            &manager,
+            ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                start_time: all[0].time,
+                end_time: Some(after_last),
+                ..ListAuditEventsRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(from_first.events, all);
+
+    let denied = app
+        .permissions
+        .list_audit_events(as_customer(
+            &associate,
+            ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                ..ListAuditEventsRequest::default()
+            },
+        ))
+        .await;
+    expect_code(denied, Code::PermissionDenied);
+}
+
+async fn a_consumer_that_resumes_from_its_last_revision_sees_every_change_exactly_once(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, pin) = app.story().await;
+    let mut feed = app
+        .permissions
+        .watch_changes(WatchChangesRequest { after_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(next(&mut feed).await.revision);
+    }
+    // The consumer goes away mid-stream; changes keep coming.
+    drop(feed);
+    app.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let late = app.customer("late").await.customer_id;
+    app.associate(&late, &pin).await;
+    let mut feed = app
+        .permissions
+        .watch_changes(WatchChangesRequest {
+            after_revision: *seen.last().unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..4 {
+        seen.push(next(&mut feed).await.revision);
+    }
+    // Then a live change, committed while the consumer waits.
+    let live = app
+        .set_permissions(&manager, &contractor, &late, &[Inspections])
+        .await
+        .unwrap();
+    let change = next(&mut feed).await;
+    assert_eq!(change.revision, live.revision);
+    assert_eq!(change.kind, ChangeKind::PermissionsSet as i32);
+    seen.push(change.revision);
+
+    // Every revision so far is a change of the feed: customers, account, associations, grants.
+    let expected: Vec<i64> = (1..=live.revision).collect();
+    assert_eq!(seen, expected);
+}
+
+async fn a_rotated_pin_replaces_the_old_one_at_once(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, _associate, contractor, old_pin) = app.story().await;
+    let rotated = app
+        .contractors
+        .rotate_pin(as_customer(
+            &manager,
+            RotatePinRequest {
+                contractor_id: contractor.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(rotated.pin, old_pin);
+    let newcomer = app.customer("newcomer").await.customer_id;
+    let with_old = app
+        .contractors
+        .associate_by_pin(as_customer(
+            &newcomer,
+            AssociateByPinRequest {
+                pin: old_pin.clone(),
+            },
+        ))
+        .await;
+    expect_code(with_old, Code::NotFound);
+    let with_new = app
+        .contractors
+        .associate_by_pin(as_customer(
+            &newcomer,
+            AssociateByPinRequest {
+                pin: rotated.pin.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_new.contractor.unwrap().contractor_id, contractor);
+    let shown = app
+        .contractors
+        .get_pin(as_customer(
+            &manager,
+            GetPinRequest {
+                contractor_id: contractor.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.pin, rotated.pin);
+    let kinds: Vec<i32> = trail(&mut app, &manager, &contractor)
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&(ChangeKind::PinRotated as i32)));
+}
+
+async fn only_a_manager_may_rotate_the_pin(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, pin) = app.story().await;
+    let result = app
+        .contractors
+        .rotate_pin(as_customer(
+            &associate,
+            RotatePinRequest {
+                contractor_id: contractor.clone(),
+            },
+        ))
+        .await;
+    expect_code(result, Code::PermissionDenied);
+    let shown = app
+        .contractors
+        .get_pin(as_customer(
+            &manager,
+            GetPinRequest {
+                contractor_id: contractor,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.pin, pin);
+}

@@ -1,0 +1,166 @@
+//! The last-Manager rule when Managers act at the same moment, on PostgreSQL with several
+//! connections: no interleaving may leave an account without a Manager, and the audit trail
+//! holds exactly the changes that succeeded.
+
+use std::collections::BTreeSet;
+
+use mandate::pb::Permission::{Manage, Pay};
+use mandate::pb::{
+    LeaveContractorRequest, ListAuditEventsRequest, RemoveAssociateRequest, SetPermissionsRequest,
+};
+use tokio::task::JoinSet;
+use tonic::Code;
+
+use crate::helpers::{Backend, as_customer, permissions, spawn_app};
+
+const ROUNDS: u64 = 200;
+
+/// What one Manager tries in a round, against its neighbour.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    RevokeManage,
+    Remove,
+    Leave,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managers_racing_to_revoke_remove_and_leave_always_leave_a_manager_on_postgres() {
+    let mut app = spawn_app(Backend::Postgres).await;
+    let mut pool = Vec::new();
+    for i in 0..5 {
+        pool.push(app.customer(&format!("manager-{i}")).await.customer_id);
+    }
+    let mut seed: u64 = 0x5eed;
+    for round in 0..ROUNDS {
+        let managers = &pool[..2 + usize::try_from(round % 4).unwrap()];
+        let registered = app.contractor(&managers[0]).await;
+        let contractor = registered.contractor.unwrap().contractor_id;
+        let mut setup_revision = 0;
+        for other in &managers[1..] {
+            app.associate(other, &registered.pin).await;
+            setup_revision = app
+                .set_permissions(&managers[0], &contractor, other, &[Manage])
+                .await
+                .unwrap()
+                .revision;
+        }
+
+        let mut racers = JoinSet::new();
+        for (i, actor) in managers.iter().enumerate() {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let chosen = match (seed >> 33) % 3 {
+                0 => Move::RevokeManage,
+                1 => Move::Remove,
+                _ => Move::Leave,
+            };
+            let target = managers[(i + 1) % managers.len()].clone();
+            let actor = actor.clone();
+            let contractor = contractor.clone();
+            // Each racer on its own connection.
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://{}", app.address()))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            racers.spawn(async move {
+                let mut permissions_api =
+                    mandate::pb::permission_service_client::PermissionServiceClient::new(
+                        channel.clone(),
+                    );
+                let mut contractors_api =
+                    mandate::pb::contractor_service_client::ContractorServiceClient::new(channel);
+                let outcome = match chosen {
+                    Move::RevokeManage => permissions_api
+                        .set_permissions(as_customer(
+                            &actor,
+                            SetPermissionsRequest {
+                                contractor_id: contractor.clone(),
+                                customer_id: target,
+                                permissions: permissions(&[Pay]),
+                                expire_time: None,
+                            },
+                        ))
+                        .await
+                        .map(|r| r.into_inner().revision),
+                    Move::Remove => permissions_api
+                        .remove_associate(as_customer(
+                            &actor,
+                            RemoveAssociateRequest {
+                                contractor_id: contractor.clone(),
+                                customer_id: target,
+                            },
+                        ))
+                        .await
+                        .map(|r| r.into_inner().revision),
+                    Move::Leave => contractors_api
+                        .leave_contractor(as_customer(
+                            &actor,
+                            LeaveContractorRequest {
+                                contractor_id: contractor.clone(),
+                            },
+                        ))
+                        .await
+                        .map(|r| r.into_inner().revision),
+                };
+                (chosen, outcome)
+            });
+        }
+        let mut committed = BTreeSet::new();
+        while let Some(joined) = racers.join_next().await {
+            let (chosen, outcome) = joined.unwrap();
+            match outcome {
+                Ok(revision) => {
+                    committed.insert(revision);
+                }
+                Err(status) => assert!(
+                    matches!(
+                        status.code(),
+                        Code::FailedPrecondition | Code::PermissionDenied | Code::NotFound
+                    ),
+                    "round {round}: {chosen:?} failed unexpectedly: {status:?}"
+                ),
+            }
+        }
+
+        let mut remaining_managers = Vec::new();
+        for customer in managers {
+            if app
+                .check(customer, Manage, &contractor, "")
+                .await
+                .unwrap()
+                .allowed
+            {
+                remaining_managers.push(customer.clone());
+            }
+        }
+        assert!(
+            !remaining_managers.is_empty(),
+            "round {round}: the account was left without a Manager"
+        );
+        let audited: BTreeSet<i64> = app
+            .permissions
+            .list_audit_events(as_customer(
+                &remaining_managers[0],
+                ListAuditEventsRequest {
+                    contractor_id: contractor.clone(),
+                    page_size: 500,
+                    ..ListAuditEventsRequest::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .into_iter()
+            .map(|e| e.revision)
+            .filter(|r| *r > setup_revision)
+            .collect();
+        assert_eq!(
+            audited, committed,
+            "round {round}: the audit trail differs from the changes that succeeded"
+        );
+    }
+}
