@@ -4,7 +4,7 @@ use std::time::Duration;
 use mandate_domain::Error as Rule;
 use mandate_domain::application::parse_application_id;
 use mandate_domain::membership::Grant;
-use mandate_domain::paging::{MAX_PAGE_SIZE, PageRequest, parse_id};
+use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_store::{ApplicationCursor, CheckTarget};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -396,6 +396,3 @@ async fn feed(
         }
     }
 }
-
-/// Keeps `MAX_PAGE_SIZE` and `FEED_BATCH` in step: a page of the feed is never larger.
-const _: () = assert!(FEED_BATCH <= MAX_PAGE_SIZE);

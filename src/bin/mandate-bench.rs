@@ -1,0 +1,190 @@
+//! `mandate-bench`: latency of Mandate's hot RPCs against a running server, from a simple loop.
+//!
+//! It registers its own customers and account (unique names, so any database will do), then
+//! times `CheckPermission` and `SetPermissions` one call after another and prints the median,
+//! 99th percentile and maximum of each.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mandate::CUSTOMER_HEADER;
+use mandate::pb::contractor_service_client::ContractorServiceClient;
+use mandate::pb::identity_service_client::IdentityServiceClient;
+use mandate::pb::permission_service_client::PermissionServiceClient;
+use mandate::pb::{
+    AssociateByPinRequest, CheckPermissionRequest, Contact, MailingAddress, Permission,
+    RegisterContractorRequest, RegisterCustomerRequest, SetPermissionsRequest,
+};
+use tonic::Request;
+use tonic::transport::Channel;
+
+/// Times CheckPermission and SetPermissions against a running Mandate server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The server to measure.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// Timed calls per RPC.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+    /// Untimed calls per RPC before timing starts.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    let args = Args::parse();
+    let channel = Channel::from_shared(args.target.clone())?.connect().await?;
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut contractors = ContractorServiceClient::new(channel.clone());
+    let mut permissions = PermissionServiceClient::new(channel);
+
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let mut customer = async |name: &str| -> Result<String, Failure> {
+        let response = identity
+            .register_customer(RegisterCustomerRequest {
+                external_subject: format!("bench|{run}|{name}"),
+                display_name: format!("Bench {name}"),
+                email: format!("{name}@bench.example.ca"),
+            })
+            .await?
+            .into_inner();
+        Ok(response
+            .customer
+            .ok_or("no customer in the response")?
+            .customer_id)
+    };
+    let manager = customer("manager").await?;
+    let associate = customer("associate").await?;
+    let registered = contractors
+        .register_contractor(acting(
+            &manager,
+            RegisterContractorRequest {
+                business_name: "Bench Builders Inc.".into(),
+                contact: Some(Contact {
+                    name: "Bench Manager".into(),
+                    phone: "613-555-0100".into(),
+                    email: "manager@bench.example.ca".into(),
+                }),
+                mailing_address: Some(MailingAddress {
+                    street: "110 Laurier Ave W".into(),
+                    city: "Ottawa".into(),
+                    province: "ON".into(),
+                    postal_code: "K1P 1J1".into(),
+                    country: "CA".into(),
+                }),
+            },
+        )?)
+        .await?
+        .into_inner();
+    let contractor_id = registered
+        .contractor
+        .ok_or("no contractor in the response")?
+        .contractor_id;
+    contractors
+        .associate_by_pin(acting(
+            &associate,
+            AssociateByPinRequest {
+                pin: registered.pin,
+            },
+        )?)
+        .await?;
+
+    let set = |round: usize| SetPermissionsRequest {
+        contractor_id: contractor_id.clone(),
+        customer_id: associate.clone(),
+        permissions: if round.is_multiple_of(2) {
+            vec![Permission::Pay as i32]
+        } else {
+            vec![Permission::Pay as i32, Permission::Inspections as i32]
+        },
+        expire_time: None,
+    };
+    let set_latencies = time(args.warmup, args.iterations, async |round| {
+        permissions
+            .set_permissions(acting(&manager, set(round))?)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    let check = CheckPermissionRequest {
+        customer_id: associate.clone(),
+        permission: Permission::Pay as i32,
+        contractor_id: contractor_id.clone(),
+        application_id: String::new(),
+        at_least_revision: 0,
+    };
+    let check_latencies = time(args.warmup, args.iterations, async |_| {
+        let decision = permissions
+            .check_permission(check.clone())
+            .await?
+            .into_inner();
+        if !decision.allowed {
+            return Err("the benchmark's check was denied".into());
+        }
+        Ok(())
+    })
+    .await?;
+
+    println!(
+        "target {} — {} timed calls per RPC, one at a time",
+        args.target, args.iterations
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>10}",
+        "rpc", "p50 ms", "p99 ms", "max ms", "calls/s"
+    );
+    report("CheckPermission", check_latencies);
+    report("SetPermissions", set_latencies);
+    Ok(())
+}
+
+/// `message` on behalf of `customer_id`.
+fn acting<T>(customer_id: &str, message: T) -> Result<Request<T>, Failure> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(CUSTOMER_HEADER, customer_id.parse()?);
+    Ok(request)
+}
+
+/// Runs `call` `warmup` times untimed, then `iterations` times timed.
+async fn time(
+    warmup: usize,
+    iterations: usize,
+    mut call: impl AsyncFnMut(usize) -> Result<(), Failure>,
+) -> Result<Vec<Duration>, Failure> {
+    for round in 0..warmup {
+        call(round).await?;
+    }
+    let mut latencies = Vec::with_capacity(iterations);
+    for round in 0..iterations {
+        let start = Instant::now();
+        call(round).await?;
+        latencies.push(start.elapsed());
+    }
+    Ok(latencies)
+}
+
+fn report(rpc: &str, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    let total: Duration = latencies.iter().sum();
+    let at = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        latencies.get(index).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{rpc:<16} {:>10.3} {:>10.3} {:>10.3} {:>10.0}",
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+        latencies.len() as f64 / total.as_secs_f64().max(f64::EPSILON)
+    );
+}
