@@ -107,6 +107,29 @@ impl PermissionApi {
     }
 }
 
+impl PermissionApi {
+    /// Links or unlinks an application and an account, for `LinkApplication` and
+    /// `UnlinkApplication`.
+    async fn set_link<T>(
+        &self,
+        request: &Request<T>,
+        application_id: &str,
+        contractor_id: &str,
+        linked: bool,
+    ) -> ApiResult<i64> {
+        let actor = auth::client(request);
+        let application_id = parse_application_id("application_id", application_id)?;
+        let contractor_id = parse_id("contractor_id", contractor_id)?;
+        let revision = self
+            .0
+            .store
+            .set_application_link(&actor, &application_id, contractor_id, linked)
+            .await?;
+        tracing::info!(%application_id, %contractor_id, linked, revision, "application link set");
+        Ok(revision)
+    }
+}
+
 #[tonic::async_trait]
 impl PermissionService for PermissionApi {
     async fn list_associates(
@@ -236,21 +259,11 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<LinkApplicationRequest>,
     ) -> Result<Response<LinkApplicationResponse>, Status> {
+        let body = request.get_ref();
         reply(
-            async {
-                let actor = auth::client(&request);
-                let body = request.get_ref();
-                let application_id = parse_application_id("application_id", &body.application_id)?;
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
-                let revision = self
-                    .0
-                    .store
-                    .link_application(&actor, &application_id, contractor_id)
-                    .await?;
-                tracing::info!(%application_id, %contractor_id, revision, "application linked");
-                Ok(LinkApplicationResponse { revision })
-            }
-            .await,
+            self.set_link(&request, &body.application_id, &body.contractor_id, true)
+                .await
+                .map(|revision| LinkApplicationResponse { revision }),
         )
     }
 
@@ -258,21 +271,11 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<UnlinkApplicationRequest>,
     ) -> Result<Response<UnlinkApplicationResponse>, Status> {
+        let body = request.get_ref();
         reply(
-            async {
-                let actor = auth::client(&request);
-                let body = request.get_ref();
-                let application_id = parse_application_id("application_id", &body.application_id)?;
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
-                let revision = self
-                    .0
-                    .store
-                    .unlink_application(&actor, &application_id, contractor_id)
-                    .await?;
-                tracing::info!(%application_id, %contractor_id, revision, "application unlinked");
-                Ok(UnlinkApplicationResponse { revision })
-            }
-            .await,
+            self.set_link(&request, &body.application_id, &body.contractor_id, false)
+                .await
+                .map(|revision| UnlinkApplicationResponse { revision }),
         )
     }
 

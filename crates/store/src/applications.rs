@@ -33,27 +33,39 @@ pub struct ApplicationCursor {
 }
 
 impl Store {
-    /// Links an application to an account; linking again changes nothing.
-    pub async fn link_application(
+    /// Links (`linked`) or unlinks an application and an account. Asking for what already
+    /// holds changes nothing and answers the current revision.
+    pub async fn set_application_link(
         &self,
         actor: &Actor,
         application_id: &str,
         contractor_id: &str,
+        linked: bool,
     ) -> Result<Revision> {
         let (txn, revision) = self.begin_change().await?;
         find_contractor(&txn, contractor_id).await?;
         let key = (application_id.to_owned(), contractor_id.to_owned());
-        if link::Entity::find_by_id(key).one(&txn).await?.is_some() {
+        let exists = link::Entity::find_by_id(key.clone())
+            .one(&txn)
+            .await?
+            .is_some();
+        if exists == linked {
             txn.rollback().await?;
             return Ok(revision - 1);
         }
-        link::Entity::insert(link::ActiveModel {
-            application_id: Set(application_id.to_owned()),
-            contractor_id: Set(contractor_id.to_owned()),
-            link_time: Set(now()),
-        })
-        .exec_without_returning(&txn)
-        .await?;
+        let kind = if linked {
+            link::Entity::insert(link::ActiveModel {
+                application_id: Set(key.0),
+                contractor_id: Set(key.1),
+                link_time: Set(now()),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            ChangeKind::ApplicationLinked
+        } else {
+            link::Entity::delete_by_id(key).exec(&txn).await?;
+            ChangeKind::ApplicationUnlinked
+        };
         record(
             &txn,
             revision,
@@ -61,39 +73,7 @@ impl Store {
             Change {
                 contractor_id: Some(contractor_id),
                 application_id: Some(application_id),
-                ..Change::of(ChangeKind::ApplicationLinked)
-            },
-        )
-        .await?;
-        self.commit(txn).await?;
-        Ok(revision)
-    }
-
-    /// Unlinks an application from an account; unlinking what is not linked changes nothing.
-    pub async fn unlink_application(
-        &self,
-        actor: &Actor,
-        application_id: &str,
-        contractor_id: &str,
-    ) -> Result<Revision> {
-        let (txn, revision) = self.begin_change().await?;
-        find_contractor(&txn, contractor_id).await?;
-        let deleted =
-            link::Entity::delete_by_id((application_id.to_owned(), contractor_id.to_owned()))
-                .exec(&txn)
-                .await?;
-        if deleted.rows_affected == 0 {
-            txn.rollback().await?;
-            return Ok(revision - 1);
-        }
-        record(
-            &txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                application_id: Some(application_id),
-                ..Change::of(ChangeKind::ApplicationUnlinked)
+                ..Change::of(kind)
             },
         )
         .await?;

@@ -1,7 +1,7 @@
 //! Granting, revoking, removing, leaving, and replacing the PIN: the Manager's operations.
 
 use mandate_domain::membership::{self, Grant};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
 use crate::contractors::{
     find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of,
@@ -95,23 +95,16 @@ impl Store {
             managers_other_than(&txn, contractor_id, customer_id).await?,
             now(),
         )?;
-        member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
-            .exec(&txn)
-            .await?;
-        record(
-            &txn,
+        let membership = (contractor_id, customer_id);
+        self.end_membership(
+            txn,
             revision,
             actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                customer_id: Some(customer_id),
-                before: target.map(|t| t.permissions),
-                ..Change::of(ChangeKind::AssociateRemoved)
-            },
+            ChangeKind::AssociateRemoved,
+            membership,
+            target,
         )
-        .await?;
-        self.commit(txn).await?;
-        Ok(revision)
+        .await
     }
 
     /// Removes `customer_id` from the account at its own request; the last Manager cannot leave.
@@ -129,21 +122,31 @@ impl Store {
             managers_other_than(&txn, contractor_id, customer_id).await?,
             now(),
         )?;
+        let membership = (contractor_id, customer_id);
+        self.end_membership(txn, revision, actor, ChangeKind::Left, membership, own)
+            .await
+    }
+
+    /// Deletes the membership `(contractor_id, customer_id)`, records it as `kind` and commits.
+    async fn end_membership(
+        &self,
+        txn: DatabaseTransaction,
+        revision: Revision,
+        actor: &Actor,
+        kind: ChangeKind,
+        (contractor_id, customer_id): (&str, &str),
+        before: Option<Grant>,
+    ) -> Result<Revision> {
         member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
             .exec(&txn)
             .await?;
-        record(
-            &txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                customer_id: Some(customer_id),
-                before: own.map(|g| g.permissions),
-                ..Change::of(ChangeKind::Left)
-            },
-        )
-        .await?;
+        let change = Change {
+            contractor_id: Some(contractor_id),
+            customer_id: Some(customer_id),
+            before: before.map(|g| g.permissions),
+            ..Change::of(kind)
+        };
+        record(&txn, revision, actor, change).await?;
         self.commit(txn).await?;
         Ok(revision)
     }
