@@ -95,11 +95,6 @@ impl Secret {
 impl Settings {
     /// The file of the SQLite database, if the database is a SQLite file.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        let rest = self
-            .database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next().unwrap_or_default();
-        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+        mandate_store::sqlite_file(&self.database_url)
     }
 }

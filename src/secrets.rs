@@ -70,19 +70,35 @@ fn read_or_create(path: &Path) -> Result<Secret, SecretError> {
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let secret = Secret::generate().map_err(SecretError::Random)?;
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| failure(e.to_string()))?;
-            writeln!(file, "{}", secret.expose_hex()).map_err(|e| failure(e.to_string()))?;
-            file.sync_all().map_err(|e| failure(e.to_string()))?;
-            tracing::info!(path = %path.display(), "generated a new PIN secret");
-            Ok(secret)
+            // Written whole under a private name, then linked into place: a second process
+            // starting at the same moment either links first or reads the complete file.
+            let mut tag = [0u8; 8];
+            getrandom::fill(&mut tag).map_err(SecretError::Random)?;
+            let draft = path.with_extension(format!("draft-{}", hex::encode(tag)));
+            let written = write_private(&draft, &secret);
+            let linked = written.and_then(|()| fs::hard_link(&draft, path));
+            let _ = fs::remove_file(&draft);
+            match linked {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated a new PIN secret");
+                    Ok(secret)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_or_create(path),
+                Err(e) => Err(failure(e.to_string())),
+            }
         }
         Err(err) => Err(failure(err.to_string())),
     }
+}
+
+fn write_private(path: &Path, secret: &Secret) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{}", secret.expose_hex())?;
+    file.sync_all()
 }
 
 /// Hashes, seals and opens PINs with keys derived from the server's secret.

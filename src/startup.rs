@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use mandate_store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
@@ -65,6 +66,7 @@ impl Application {
             state: Arc::new(State {
                 store,
                 vault: PinVault::new(&secret),
+                stopping: watch::Sender::new(false),
             }),
         })
     }
@@ -104,6 +106,12 @@ impl Application {
             v1 = v1.register_encoded_file_descriptor_set(set);
             v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
         }
+        let state = self.state.clone();
+        let stop = async move {
+            stop.await;
+            tracing::info!("stopping: finishing calls in flight");
+            state.stopping.send_replace(true);
+        };
         tracing::info!(address = %self.address, "serving mandate.v1");
         Server::builder()
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))

@@ -7,6 +7,7 @@ mod permission;
 use std::sync::Arc;
 
 use mandate_store::Store;
+use tokio::sync::watch;
 use tonic::{Response, Status};
 
 pub use contractor::ContractorApi;
@@ -16,10 +17,14 @@ pub use permission::PermissionApi;
 use crate::error::ApiResult;
 use crate::secrets::PinVault;
 
-/// What every service shares: the store and the PIN keys. Nothing here is per-replica state.
+/// What every service shares: the store and the PIN keys. Nothing here is per-replica state
+/// but the shutdown signal.
 pub struct State {
     pub store: Store,
     pub vault: PinVault,
+    /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
+    /// graceful shutdown does not wait on consumers that never leave.
+    pub stopping: watch::Sender<bool>,
 }
 
 pub type Shared = Arc<State>;

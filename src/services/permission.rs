@@ -361,14 +361,23 @@ impl PermissionService for PermissionApi {
 }
 
 /// Sends the changes after `after` to `sender`, then each new change as it commits, until the
-/// consumer goes away. Revisions are handed out in commit order, so reading `revision > last`
-/// neither skips nor repeats a change.
+/// consumer goes away or the server stops. Revisions are handed out in commit order, so reading
+/// `revision > last` neither skips nor repeats a change.
 async fn feed(
     state: Shared,
     mut last: i64,
     sender: mpsc::Sender<Result<WatchChangesResponse, Status>>,
 ) {
+    let mut stopping = state.stopping.subscribe();
     loop {
+        if *stopping.borrow_and_update() {
+            let _ = sender
+                .send(Err(Status::unavailable(format!(
+                    "the server is stopping; reconnect with after_revision {last}"
+                ))))
+                .await;
+            return;
+        }
         // Listen before reading, so a commit between the read and the wait is not missed.
         let committed = state.store.committed().notified();
         tokio::pin!(committed);
@@ -394,6 +403,7 @@ async fn feed(
             tokio::select! {
                 () = &mut committed => {}
                 () = tokio::time::sleep(FEED_POLL) => {}
+                _ = stopping.changed() => {}
                 () = sender.closed() => return,
             }
         }

@@ -160,7 +160,8 @@ pub struct TestApp {
     pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
-    /// Always `Some` until `stop` hands it back; declared last, so dropped after the server stops.
+    /// `Some` for the server that owns the database, until `stop` hands it back; declared last,
+    /// so dropped after the server stops.
     database: Option<TestDatabase>,
 }
 
@@ -174,6 +175,22 @@ pub async fn start_on(database: TestDatabase) -> TestApp {
     let app = Application::build(&database.settings())
         .await
         .expect("the server starts");
+    serve(app, Some(database)).await
+}
+
+/// Starts two servers over one fresh database at the same moment, as two replicas would;
+/// the first owns the database.
+pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
+    init_test_log();
+    let settings = database.settings();
+    let (first, second) =
+        tokio::join!(Application::build(&settings), Application::build(&settings));
+    let first = serve(first.expect("the first replica starts"), Some(database)).await;
+    let second = serve(second.expect("the second replica starts"), None).await;
+    (first, second)
+}
+
+async fn serve(app: Application, database: Option<TestDatabase>) -> TestApp {
     let address = app.address();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(async move {
@@ -196,7 +213,7 @@ pub async fn start_on(database: TestDatabase) -> TestApp {
         channel,
         stop: Some(stop),
         server: Some(server),
-        database: Some(database),
+        database,
     }
 }
 

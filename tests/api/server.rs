@@ -1,11 +1,19 @@
+use std::time::Duration;
+
+use mandate::pb::{GetCustomerRequest, GetPinRequest, WatchChangesRequest};
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestDatabase, as_customer, spawn_app, start_replicas};
 use crate::on_both_backends;
 
-on_both_backends!(the_server_reports_itself_and_each_service_as_serving);
+on_both_backends!(
+    the_server_reports_itself_and_each_service_as_serving,
+    two_replicas_started_together_on_one_database_share_its_data,
+    stopping_the_server_ends_open_change_feeds,
+);
 
 async fn the_server_reports_itself_and_each_service_as_serving(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -25,5 +33,67 @@ async fn the_server_reports_itself_and_each_service_as_serving(backend: Backend)
             .into_inner()
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+}
+
+async fn two_replicas_started_together_on_one_database_share_its_data(backend: Backend) {
+    let (mut first, mut second) = start_replicas(TestDatabase::new(backend).await).await;
+    let (manager, _associate, contractor, pin) = first.story().await;
+    let customer = second
+        .identity
+        .get_customer(GetCustomerRequest {
+            customer_id: manager.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap();
+    assert_eq!(customer.customer_id, manager);
+    // The second replica reads the PIN the first sealed: they share the PIN secret.
+    let shown = second
+        .contractors
+        .get_pin(as_customer(
+            &manager,
+            GetPinRequest {
+                contractor_id: contractor,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.pin, pin);
+    // Revisions from both replicas form one sequence.
+    let newcomer = second.customer("newcomer").await.customer_id;
+    second.associate(&newcomer, &pin).await;
+    let third = first.customer("third").await;
+    let revision = first
+        .identity
+        .get_customer(GetCustomerRequest {
+            customer_id: third.customer_id,
+        })
+        .await
+        .unwrap();
+    assert!(revision.into_inner().customer.is_some());
+}
+
+async fn stopping_the_server_ends_open_change_feeds(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.customer("someone").await;
+    let mut feed = app
+        .permissions
+        .watch_changes(WatchChangesRequest { after_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = feed.message().await.unwrap().unwrap();
+    assert_eq!(first.change.unwrap().revision, 1);
+    // The consumer stays connected; the server must still stop, and tell it why.
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("the server stops within 10 s although a feed is open");
+    match feed.message().await {
+        Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        Ok(message) => panic!("the feed went on after the stop: {message:?}"),
     }
 }

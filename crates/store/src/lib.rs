@@ -16,11 +16,14 @@ mod migration;
 mod permissions;
 mod records;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mandate_domain::membership::ManagerlessPolicy;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -35,10 +38,53 @@ pub use records::{
 
 use audit::{Change, record};
 
+/// Held while this process migrates, so that processes starting together take turns.
+enum Turn {
+    /// A transaction holding a PostgreSQL advisory lock.
+    Postgres(DatabaseTransaction),
+    /// A file beside the SQLite database, locked; unlocked when dropped.
+    File { _held: std::fs::File },
+    /// An in-memory database: nobody else can see it.
+    Alone,
+}
+
+/// Locks `<db>.migrate-lock`, waiting for another process that holds it.
+async fn lock_beside(db: PathBuf) -> Result<std::fs::File> {
+    let mut name = db.into_os_string();
+    name.push(".migrate-lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&name)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("the migration lock task failed: {e}")))?
+    .map_err(|e: std::io::Error| Error::Internal(format!("cannot lock for migration: {e}")))
+}
+
+/// The file of a SQLite database URL (`sqlite://FILE?…` or `sqlite:FILE`); `None` for other
+/// databases and in-memory ones.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// The PostgreSQL advisory lock key that serialises migrations ("mandate" in ASCII).
+const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
+
 /// The database behind Mandate.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The URL connected to, for finding a SQLite file's neighbours.
+    url: String,
     managerless_policy: ManagerlessPolicy,
     /// Woken after each commit through this process: lets change-feed readers on this replica
     /// look at once. Only a hint: they poll too, for the changes of other replicas.
@@ -49,18 +95,45 @@ impl Store {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) without migrating.
     pub async fn connect(url: &str, managerless_policy: ManagerlessPolicy) -> Result<Self> {
         let mut options = ConnectOptions::new(url);
-        options.sqlx_logging(false);
+        options.sqlx_logging(false).map_sqlx_sqlite_opts(|sqlite| {
+            // Readers do not wait for the writer, and a writer waits its turn rather than
+            // failing with "database is locked".
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
         let db = Database::connect(options).await.map_err(Error::from)?;
         Ok(Self {
             db,
+            url: url.to_owned(),
             managerless_policy,
             committed: Arc::new(Notify::new()),
         })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL, replicas that start together take
+    /// turns: the first migrates while the others wait on an advisory lock, then find nothing
+    /// left to do.
     pub async fn migrate(&self) -> Result<()> {
+        let turn = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await?;
+                Turn::Postgres(txn)
+            }
+            _ => match sqlite_file(&self.url) {
+                Some(db) => Turn::File {
+                    _held: lock_beside(db).await?,
+                },
+                None => Turn::Alone,
+            },
+        };
         migration::Migrator::up(&self.db, None).await?;
+        if let Turn::Postgres(txn) = turn {
+            txn.commit().await?;
+        }
         Ok(())
     }
 
