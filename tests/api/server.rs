@@ -13,6 +13,7 @@ on_both_backends!(
     the_server_reports_itself_and_each_service_as_serving,
     two_replicas_started_together_on_one_database_share_its_data,
     stopping_the_server_ends_open_change_feeds,
+    reflection_v1_and_v1alpha_list_every_service,
 );
 
 async fn the_server_reports_itself_and_each_service_as_serving(backend: Backend) {
@@ -96,4 +97,53 @@ async fn stopping_the_server_ends_open_change_feeds(backend: Backend) {
         Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
         Ok(message) => panic!("the feed went on after the stop: {message:?}"),
     }
+}
+
+/// The services the reflection service of version `$module` (of `tonic_reflection::pb`) lists
+/// on `$channel`. grpcurl 1.8 speaks v1alpha; newer clients v1.
+macro_rules! reflected_services {
+    ($module:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$module as reflection;
+        let mut client =
+            reflection::server_reflection_client::ServerReflectionClient::new($channel);
+        let request = reflection::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                reflection::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        match responses.message().await.unwrap().unwrap().message_response {
+            Some(
+                reflection::server_reflection_response::MessageResponse::ListServicesResponse(list),
+            ) => {
+                let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+                names.sort();
+                names
+            }
+            other => panic!("unexpected reflection answer {other:?}"),
+        }
+    }};
+}
+
+async fn reflection_v1_and_v1alpha_list_every_service(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let expected = |version: &str| {
+        vec![
+            "grpc.health.v1.Health".to_owned(),
+            format!("grpc.reflection.{version}.ServerReflection"),
+            "mandate.v1.ContractorService".to_owned(),
+            "mandate.v1.IdentityService".to_owned(),
+            "mandate.v1.PermissionService".to_owned(),
+        ]
+    };
+    assert_eq!(reflected_services!(v1, app.channel.clone()), expected("v1"));
+    assert_eq!(
+        reflected_services!(v1alpha, app.channel.clone()),
+        expected("v1alpha")
+    );
 }
