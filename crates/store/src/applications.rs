@@ -2,20 +2,22 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use mandate_domain::Error as Rule;
 use mandate_domain::decision::{self, Reason};
 use mandate_domain::membership::Grant;
 use mandate_domain::permission::{Permission, PermissionSet};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 
-use crate::contractors::{find_contractor, grant_of, stored_permissions};
+use crate::contractors::{find_contractor, stored_permissions};
 use crate::entity::{application_link as link, membership as member};
 use crate::{
-    AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Page, Result, Revision, Store,
-    current_revision, now, record,
+    AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
+    Store, now, record,
 };
 
 /// What a check is about: an account, an application, or an application through one account.
@@ -154,24 +156,24 @@ impl Store {
         permission: Permission,
         target: CheckTarget<'_>,
     ) -> Result<CheckOutcome> {
-        // Read first: whatever is read afterwards is at least this fresh.
-        let revision = current_revision(&self.db).await?;
-        self.customer(customer_id).await?;
-        let now = now();
-        if let Some(contractor_id) = target.contractor_id {
-            find_contractor(&self.db, contractor_id).await?;
+        // One statement, so one snapshot: the revision and what the rule reads agree.
+        let probe = probe(&self.db, customer_id, target.contractor_id).await?;
+        let revision = probe.revision;
+        if !probe.customer_found {
+            return Err(Rule::not_found("customer", customer_id).into());
         }
+        if let (Some(contractor_id), false) = (target.contractor_id, probe.contractor_found) {
+            return Err(Rule::not_found("contractor", contractor_id).into());
+        }
+        let now = now();
         let (reason, contractor_id) = match target {
             CheckTarget {
                 contractor_id: Some(contractor_id),
                 application_id: None,
-            } => {
-                let grant = grant_of(&self.db, contractor_id, customer_id).await?;
-                (
-                    decision::decide(permission, grant.as_ref(), now),
-                    Some(contractor_id.to_owned()),
-                )
-            }
+            } => (
+                decision::decide(permission, probe.grant.as_ref(), now),
+                Some(contractor_id.to_owned()),
+            ),
             CheckTarget {
                 contractor_id,
                 application_id: Some(application_id),
@@ -236,6 +238,60 @@ impl Store {
             revision,
         })
     }
+}
+
+/// What a check reads first: the revision, whether the customer and the account exist, and
+/// the customer's grant on the account.
+struct Probe {
+    revision: Revision,
+    customer_found: bool,
+    contractor_found: bool,
+    grant: Option<Grant>,
+}
+
+/// Reads a check's `Probe` in one statement. `{1}` stands for the customer and `{2}` for the
+/// account, as `$1`/`$2` on PostgreSQL and `?1`/`?2` on SQLite.
+async fn probe(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    contractor_id: Option<&str>,
+) -> Result<Probe> {
+    const SQL: &str = "SELECT \
+        (SELECT value FROM revision_counter WHERE id = 1), \
+        (SELECT COUNT(*) FROM customers WHERE customer_id = {1}), \
+        (SELECT COUNT(*) FROM contractors WHERE contractor_id = {2}), \
+        (SELECT permissions FROM memberships WHERE contractor_id = {2} AND customer_id = {1}), \
+        (SELECT expire_time FROM memberships WHERE contractor_id = {2} AND customer_id = {1})";
+    let backend = db.get_database_backend();
+    let marker = if backend == DbBackend::Postgres {
+        "$"
+    } else {
+        "?"
+    };
+    let sql = SQL
+        .replace("{1}", &format!("{marker}1"))
+        .replace("{2}", &format!("{marker}2"));
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [customer_id.into(), contractor_id.unwrap_or_default().into()],
+        ))
+        .await?
+        .ok_or_else(|| Error::Corrupt("the check probe returned no row".into()))?;
+    let revision: Option<i64> = row.try_get_by_index(0)?;
+    let permissions: Option<i16> = row.try_get_by_index(3)?;
+    let expire_time: Option<DateTime<Utc>> = row.try_get_by_index(4)?;
+    Ok(Probe {
+        revision: revision
+            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?,
+        customer_found: row.try_get_by_index::<i64>(1)? > 0,
+        contractor_found: row.try_get_by_index::<i64>(2)? > 0,
+        grant: permissions.map(|bits| Grant {
+            permissions: stored_permissions(bits),
+            expire_time,
+        }),
+    })
 }
 
 impl ApplicationCursor {

@@ -142,11 +142,6 @@ impl Store {
         &self.db
     }
 
-    /// The latest committed revision.
-    pub async fn current_revision(&self) -> Result<Revision> {
-        current_revision(&self.db).await
-    }
-
     /// Woken after every change this process commits.
     pub fn committed(&self) -> &Notify {
         &self.committed
@@ -178,17 +173,6 @@ impl Store {
         let revision: i64 = row.try_get_by_index(0)?;
         Ok((txn, revision))
     }
-}
-
-async fn current_revision(db: &impl ConnectionTrait) -> Result<Revision> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT value FROM revision_counter WHERE id = 1",
-        ))
-        .await?
-        .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
-    Ok(row.try_get_by_index(0)?)
 }
 
 /// A new identifier: a UUIDv7, so identifiers sort in creation order.
