@@ -105,9 +105,7 @@ impl PermissionApi {
             contractor_id: outcome.contractor_id.unwrap_or_default(),
         })
     }
-}
 
-impl PermissionApi {
     /// Links or unlinks an application and an account, for `LinkApplication` and
     /// `UnlinkApplication`.
     async fn set_link<T>(

@@ -64,13 +64,10 @@ impl Store {
             revision,
             actor,
             Change {
-                kind: ChangeKind::ContractorRegistered,
                 contractor_id: Some(&contractor_id),
                 customer_id: Some(registrant),
-                before: None,
                 after: Some(membership::REGISTRANT),
-                expire_time: None,
-                application_id: None,
+                ..Change::of(ChangeKind::ContractorRegistered)
             },
         )
         .await?;
@@ -115,13 +112,8 @@ impl Store {
             revision,
             actor,
             Change {
-                kind: ChangeKind::ContractorUpdated,
                 contractor_id: Some(contractor_id),
-                customer_id: None,
-                before: None,
-                after: None,
-                expire_time: None,
-                application_id: None,
+                ..Change::of(ChangeKind::ContractorUpdated)
             },
         )
         .await?;
@@ -208,12 +200,7 @@ impl Store {
             member::Entity::find_by_id((account.contractor_id.clone(), customer_id.to_owned()))
                 .one(&txn)
                 .await?;
-        let has_manager = member::Entity::find()
-            .filter(member::Column::ContractorId.eq(&account.contractor_id))
-            .filter(member::Column::Permissions.eq(i16::from(PermissionSet::MANAGER.bits())))
-            .count(&txn)
-            .await?
-            > 0;
+        let has_manager = managers_other_than(&txn, &account.contractor_id, customer_id).await? > 0;
         let decision = membership::associate(
             existing.as_ref().map(|m| stored_permissions(m.permissions)),
             has_manager,
@@ -242,13 +229,10 @@ impl Store {
                     revision,
                     actor,
                     Change {
-                        kind: ChangeKind::Associated,
                         contractor_id: Some(&account.contractor_id),
                         customer_id: Some(customer_id),
-                        before: None,
                         after: Some(permissions),
-                        expire_time: None,
-                        application_id: None,
+                        ..Change::of(ChangeKind::Associated)
                     },
                 )
                 .await?;
@@ -285,13 +269,8 @@ impl Store {
             revision,
             actor,
             Change {
-                kind: ChangeKind::PinRead,
                 contractor_id: Some(contractor_id),
-                customer_id: None,
-                before: None,
-                after: None,
-                expire_time: None,
-                application_id: None,
+                ..Change::of(ChangeKind::PinRead)
             },
         )
         .await?;

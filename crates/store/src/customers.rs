@@ -49,13 +49,8 @@ impl Store {
             revision,
             actor,
             Change {
-                kind: ChangeKind::CustomerRegistered,
-                contractor_id: None,
                 customer_id: Some(&model.customer_id),
-                before: None,
-                after: None,
-                expire_time: None,
-                application_id: None,
+                ..Change::of(ChangeKind::CustomerRegistered)
             },
         )
         .await?;
