@@ -138,9 +138,13 @@ impl Store {
             .collect();
         let next_page_token = more
             .then(|| {
-                items
-                    .last()
-                    .map(|a| format!("{}.{}", a.contractor_id, hex::encode(&a.application_id)))
+                items.last().map(|a| {
+                    ApplicationCursor {
+                        application_id: a.application_id.clone(),
+                        contractor_id: a.contractor_id.clone(),
+                    }
+                    .token()
+                })
             })
             .flatten();
         Ok(Page {
@@ -295,6 +299,15 @@ async fn probe(
 }
 
 impl ApplicationCursor {
+    /// The `next_page_token` that resumes after this cursor.
+    pub fn token(&self) -> String {
+        format!(
+            "{}.{}",
+            self.contractor_id,
+            hex::encode(&self.application_id)
+        )
+    }
+
     /// Reads a `next_page_token` of `accessible_applications`; `None` when it is not one.
     pub fn parse(token: &str) -> Option<Self> {
         let (contractor_id, application) = token.split_once('.')?;

@@ -186,3 +186,44 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlite_url_names_its_file_and_other_urls_none() {
+        assert_eq!(
+            sqlite_file("sqlite://mandate.db?mode=rwc"),
+            Some(PathBuf::from("mandate.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:/var/lib/m.db"),
+            Some(PathBuf::from("/var/lib/m.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://postgres@127.0.0.1/test"), None);
+    }
+
+    #[test]
+    fn every_change_kind_reads_back_from_its_stored_name() {
+        for kind in ChangeKind::ALL {
+            assert_eq!(ChangeKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ChangeKind::parse("renamed"), None);
+    }
+
+    #[test]
+    fn an_accessible_applications_cursor_reads_back_from_its_token() {
+        let token = format!(
+            "{}.{}",
+            "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b",
+            hex::encode("24-1 BLD")
+        );
+        let cursor = ApplicationCursor::parse(&token).unwrap();
+        assert_eq!(cursor.application_id, "24-1 BLD");
+        assert_eq!(cursor.contractor_id, "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b");
+        assert_eq!(ApplicationCursor::parse("no-dot"), None);
+        assert_eq!(ApplicationCursor::parse("id.zz"), None);
+    }
+}

@@ -34,7 +34,7 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    const ALL: [ChangeKind; 11] = [
+    pub(crate) const ALL: [ChangeKind; 11] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
