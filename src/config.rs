@@ -4,9 +4,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use mandate_domain::membership::ManagerlessPolicy;
+use mandate_store::StoreOptions;
 
 /// How the server is configured.
 #[derive(Debug, Clone, Args)]
@@ -32,6 +34,11 @@ pub struct Settings {
     /// when missing. Defaults to `<database file>.secret` for a SQLite file.
     #[arg(long, env = "MANDATE_PIN_SECRET_FILE")]
     pub pin_secret_file: Option<PathBuf>,
+
+    /// How long, in milliseconds, a call waits for a database connection before answering
+    /// UNAVAILABLE.
+    #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000)]
+    pub database_wait_ms: u64,
 
     /// What the first customer to associate with an account without a Manager (an imported
     /// legacy account) receives: `manager` (today's behaviour) or `none` (the announced default).
@@ -93,6 +100,14 @@ impl Secret {
 }
 
 impl Settings {
+    /// The store's options.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            managerless_policy: self.managerless_policy.into(),
+            wait_for_connection: Duration::from_millis(self.database_wait_ms),
+        }
+    }
+
     /// The file of the SQLite database, if the database is a SQLite file.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         mandate_store::sqlite_file(&self.database_url)

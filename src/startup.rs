@@ -46,8 +46,7 @@ impl Application {
     /// Loads the PIN secret, opens and migrates the database, and binds the listen address.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let secret = load_secret(settings)?;
-        let store =
-            Store::connect(&settings.database_url, settings.managerless_policy.into()).await?;
+        let store = Store::connect(&settings.database_url, settings.store_options()).await?;
         store.migrate().await?;
         let listener =
             TcpListener::bind(settings.listen)
@@ -154,7 +153,7 @@ async fn shutdown_signal() {
 
 /// Applies pending migrations to the configured database (`mandate migrate`).
 pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
-    let store = Store::connect(&settings.database_url, settings.managerless_policy.into()).await?;
+    let store = Store::connect(&settings.database_url, settings.store_options()).await?;
     store.migrate().await?;
     tracing::info!("migrations applied");
     Ok(())

@@ -118,6 +118,7 @@ impl TestDatabase {
             },
             pin_secret_file: None,
             managerless_policy: Policy::Manager,
+            database_wait_ms: 5000,
         }
     }
 }
@@ -171,8 +172,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts a server over an existing test database.
 pub async fn start_on(database: TestDatabase) -> TestApp {
+    let settings = database.settings();
+    start_with(database, &settings).await
+}
+
+/// Starts a server over a test database with adjusted settings.
+pub async fn start_with(database: TestDatabase, settings: &Settings) -> TestApp {
     init_test_log();
-    let app = Application::build(&database.settings())
+    let app = Application::build(settings)
         .await
         .expect("the server starts");
     serve(app, Some(database)).await
@@ -439,4 +446,69 @@ fn init_test_log() {
                 .try_init();
         }
     });
+}
+
+/// A TCP proxy on a free loopback port, forwarding to `target`, that a test can cut (as a
+/// database outage would) and restore.
+pub struct Proxy {
+    address: std::net::SocketAddr,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a proxy");
+        let proxy = Self {
+            address: listener.local_addr().expect("the proxy's address"),
+            target: target.to_owned(),
+            tasks: Default::default(),
+        };
+        proxy.accept_on(listener);
+        proxy
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    fn accept_on(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks
+                    .lock()
+                    .expect("the task list")
+                    .push(relay.abort_handle());
+            }
+        });
+        self.tasks
+            .lock()
+            .expect("the task list")
+            .push(acceptor.abort_handle());
+    }
+
+    /// Closes every connection and stops accepting: connections are refused from now on.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().expect("the task list").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Accepts connections again, on the same port.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.address)
+            .await
+            .expect("bind the proxy's port again");
+        self.accept_on(listener);
+    }
 }

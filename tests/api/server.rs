@@ -1,12 +1,16 @@
 use std::time::Duration;
 
-use mandate::pb::{GetCustomerRequest, GetPinRequest, WatchChangesRequest};
+use mandate::pb::{
+    GetCustomerRequest, GetPinRequest, RegisterCustomerRequest, WatchChangesRequest,
+};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{Backend, TestDatabase, as_customer, spawn_app, start_replicas};
+use crate::helpers::{
+    Backend, Proxy, TestDatabase, as_customer, expect_code, spawn_app, start_replicas, start_with,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -146,4 +150,57 @@ async fn reflection_v1_and_v1alpha_list_every_service(backend: Backend) {
         reflected_services!(v1alpha, app.channel.clone()),
         expected("v1alpha")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_unavailable_changes_nothing_and_passes_on_postgres() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    // The server reaches PostgreSQL through a proxy the test can cut.
+    let (credentials, rest) = database.url.split_once('@').unwrap();
+    let (server, name) = rest.split_once('/').unwrap();
+    let proxy = Proxy::start(server).await;
+    let mut settings = database.settings();
+    settings.database_url = format!("{credentials}@{}/{name}", proxy.address());
+    settings.database_wait_ms = 500;
+    let mut app = start_with(database, &settings).await;
+    let ana = app.customer("ana").await;
+    let register = |subject: &str| RegisterCustomerRequest {
+        external_subject: subject.to_owned(),
+        display_name: "Ben".into(),
+        email: "ben@example.ca".into(),
+    };
+
+    proxy.cut();
+    let read = app
+        .identity
+        .get_customer(GetCustomerRequest {
+            customer_id: ana.customer_id.clone(),
+        })
+        .await;
+    let status = expect_code(read, Code::Unavailable);
+    assert!(
+        !status.message().contains("127.0.0.1"),
+        "database detail leaked: {status:?}"
+    );
+    expect_code(
+        app.identity.register_customer(register("ben")).await,
+        Code::Unavailable,
+    );
+
+    proxy.restore().await;
+    let read = app
+        .identity
+        .get_customer(GetCustomerRequest {
+            customer_id: ana.customer_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.into_inner().customer.unwrap(), ana);
+    // The registration refused during the outage left nothing behind.
+    let again = app
+        .identity
+        .register_customer(register("ben"))
+        .await
+        .unwrap();
+    assert_eq!(again.into_inner().revision, 2);
 }

@@ -1,4 +1,4 @@
-use sea_orm::{DbErr, RuntimeErr, SqlxError};
+use sea_orm::{DbErr, RuntimeErr, SqlxError, SqlxPostgresError, SqlxSqliteError};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -34,16 +34,34 @@ impl From<DbErr> for Error {
     }
 }
 
-/// Failures of the connection rather than of the statement: worth a retry by the caller.
+/// Failures of the connection or of the database's availability rather than of the statement:
+/// worth a retry by the caller.
 fn is_connection_failure(err: &SqlxError) -> bool {
-    matches!(
-        err,
+    match err {
         SqlxError::Io(_)
-            | SqlxError::Tls(_)
-            | SqlxError::PoolTimedOut
-            | SqlxError::PoolClosed
-            | SqlxError::WorkerCrashed
-    )
+        | SqlxError::Tls(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        SqlxError::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<SqlxPostgresError>() {
+                // Connection exceptions (08), insufficient resources (53), operator
+                // intervention such as a shutdown (57P).
+                let code = pg.code();
+                ["08", "53", "57P"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            } else if db.try_downcast_ref::<SqlxSqliteError>().is_some() {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                db.code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -76,6 +76,16 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// How the store behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// What the first associate of an account without a Manager receives.
+    pub managerless_policy: ManagerlessPolicy,
+    /// How long a call waits for a database connection before answering that the database is
+    /// unavailable.
+    pub wait_for_connection: Duration,
+}
+
 /// The PostgreSQL advisory lock key that serialises migrations ("mandate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
 
@@ -93,9 +103,17 @@ pub struct Store {
 
 impl Store {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) without migrating.
-    pub async fn connect(url: &str, managerless_policy: ManagerlessPolicy) -> Result<Self> {
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        let StoreOptions {
+            managerless_policy,
+            wait_for_connection,
+        } = options;
         let mut options = ConnectOptions::new(url);
-        options.sqlx_logging(false).map_sqlx_sqlite_opts(|sqlite| {
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(wait_for_connection)
+            .connect_timeout(wait_for_connection);
+        options.map_sqlx_sqlite_opts(|sqlite| {
             // Readers do not wait for the writer, and a writer waits its turn rather than
             // failing with "database is locked".
             sqlite
