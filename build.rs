@@ -11,6 +11,15 @@ const PROTOS: &[&str] = &[
     "proto/mandate/v1/permission.proto",
 ];
 
+/// The messages with a PIN field.
+const PIN_MESSAGES: &[&str] = &[
+    "RegisterContractorResponse",
+    "AssociateByPinRequest",
+    "GetPinResponse",
+    "RotatePinResponse",
+    "LinkLegacyCustomerRequest",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
@@ -28,6 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Messages that carry a PIN get a Debug that hides it (src/redact.rs).
+        .skip_debug(PIN_MESSAGES.iter().map(|m| format!(".mandate.v1.{m}")))
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -21,6 +21,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://mandate.db?mode=rwc"
     )]
     pub database_url: String,

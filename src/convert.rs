@@ -1,6 +1,6 @@
 //! Between the wire (`pb`) and the domain and store types.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use mandate_domain::contractor::{RawAddress, RawContact, RawDetails};
 use mandate_domain::decision::Reason;
 use mandate_domain::permission::{Permission, PermissionSet};
@@ -145,7 +145,8 @@ pub fn parse_permissions(field: &str, values: &[i32]) -> mandate_domain::Result<
     }
 }
 
-/// A time a request names in `field`, if set.
+/// A time a request names in `field`, if set: between the years 1 and 9999 (what every
+/// database keeps), at the microsecond precision the databases store.
 pub fn parse_time(
     field: &str,
     value: Option<&prost_types::Timestamp>,
@@ -155,7 +156,14 @@ pub fn parse_time(
             u32::try_from(t.nanos)
                 .ok()
                 .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-                .ok_or_else(|| mandate_domain::Error::invalid(field, "is not a valid time"))
+                .filter(|time| (1..=9999).contains(&time.year()))
+                .map(|time| time.trunc_subsecs(6))
+                .ok_or_else(|| {
+                    mandate_domain::Error::invalid(
+                        field,
+                        "is not a valid time between the years 1 and 9999",
+                    )
+                })
         })
         .transpose()
 }

@@ -6,6 +6,7 @@ mod auth;
 pub mod config;
 mod convert;
 mod error;
+mod redact;
 mod secrets;
 mod services;
 pub mod startup;

@@ -193,17 +193,19 @@ impl ContractorService for ContractorApi {
         reply(async {
             let acting = auth::acting_customer(&self.0.store, &request).await?;
             let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
-            let (sealed, revision) = self
+            let (pin, revision) = self
                 .0
                 .store
-                .read_pin(&acting.actor, &acting.customer_id, contractor_id)
+                .read_pin(&acting.actor, &acting.customer_id, contractor_id, |sealed| {
+                    self.0.vault.open(contractor_id, sealed).map_err(|reason| {
+                        StoreError::Internal(format!("PIN of account {contractor_id}: {reason}"))
+                    })
+                })
                 .await?;
-            let pin = self.0.vault.open(contractor_id, &sealed).map_err(|reason| {
-                ApiError::Internal(format!("PIN of account {contractor_id}: {reason}"))
-            })?;
             tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "PIN read");
             Ok(GetPinResponse {
                 pin: pin.expose_formatted(),
+                revision,
             })
         }
         .await)

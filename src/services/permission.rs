@@ -5,7 +5,7 @@ use mandate_domain::Error as Rule;
 use mandate_domain::application::parse_application_id;
 use mandate_domain::membership::Grant;
 use mandate_domain::paging::{PageRequest, parse_id};
-use mandate_store::{ApplicationCursor, CheckTarget};
+use mandate_store::{ApplicationCursor, CheckTarget, Error as StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -51,6 +51,15 @@ impl PermissionApi {
             "" => Ok(None),
             id => parse_application_id("application_id", id).map(Some),
         };
+        let target =
+            if item.contractor_id.trim().is_empty() && item.application_id.trim().is_empty() {
+                Err(Rule::invalid(
+                    "contractor_id",
+                    "a check names a contractor_id, an application_id, or both",
+                ))
+            } else {
+                Ok(())
+            };
         let at_least = if item.at_least_revision < 0 {
             Err(Rule::invalid("at_least_revision", "must not be negative"))
         } else {
@@ -62,10 +71,11 @@ impl PermissionApi {
             contractor_id,
             application_id,
             at_least,
+            target,
         ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-            (a, b, c, d, e) => {
-                let violations = [a.err(), b.err(), c.err(), d.err(), e.err()]
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(())) => (a, b, c, d, e),
+            (a, b, c, d, e, f) => {
+                let violations = [a.err(), b.err(), c.err(), d.err(), e.err(), f.err()]
                     .into_iter()
                     .flatten()
                     .flat_map(|err| match err {
@@ -241,7 +251,13 @@ impl PermissionService for PermissionApi {
                 for item in items {
                     let outcome = match self.check(item).await {
                         Ok(decision) => Outcome::Decision(decision),
-                        Err(err) => Outcome::Error(check_error(err)),
+                        // What is wrong with one item is that item's answer...
+                        Err(ApiError::Store(StoreError::Domain(rule))) => {
+                            Outcome::Error(check_error(rule.into()))
+                        }
+                        // ...but a database that cannot answer fails the batch, so that
+                        // callers see UNAVAILABLE and retry.
+                        Err(other) => return Err(other),
                     };
                     results.push(CheckPermissionsResult {
                         outcome: Some(outcome),
@@ -341,7 +357,7 @@ impl PermissionService for PermissionApi {
                 let start = convert::parse_time("start_time", body.start_time.as_ref())?;
                 let end = convert::parse_time("end_time", body.end_time.as_ref())?;
                 let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {
-                    token.parse::<u64>().is_ok()
+                    token.parse::<i64>().is_ok_and(|revision| revision >= 0)
                 })?;
                 let page = self
                     .0

@@ -15,6 +15,7 @@ on_both_backends!(
     an_application_check_is_allowed_through_the_linked_account_and_names_it,
     an_application_not_linked_to_any_of_the_customers_accounts_is_denied_as_not_linked,
     a_check_on_an_application_through_one_account_needs_that_link,
+    a_check_on_an_application_through_an_account_the_customer_is_not_in_is_not_associated,
     a_check_of_an_unknown_customer_or_account_is_not_found,
     a_check_names_its_bad_fields,
     a_check_is_at_least_as_fresh_as_a_revision_the_caller_saw,
@@ -109,6 +110,21 @@ async fn a_check_on_an_application_through_one_account_needs_that_link(backend: 
     assert_eq!(right_account.contractor_id, second);
 }
 
+async fn a_check_on_an_application_through_an_account_the_customer_is_not_in_is_not_associated(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let (_manager, _associate, contractor, _pin) = app.story().await;
+    let stranger = app.customer("stranger").await.customer_id;
+    link(&mut app, PERMIT, &contractor).await;
+    let denied = app
+        .check(&stranger, Pay, &contractor, PERMIT)
+        .await
+        .unwrap();
+    assert_decision(&denied, false, CheckReason::NotAssociated);
+    assert_eq!(denied.contractor_id, contractor);
+}
+
 async fn a_check_of_an_unknown_customer_or_account_is_not_found(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let (manager, _associate, contractor, _pin) = app.story().await;
@@ -133,6 +149,9 @@ async fn a_check_names_its_bad_fields(backend: Backend) {
         ],
     );
     expect_invalid(app.check(&manager, Pay, "", "").await, &["contractor_id"]);
+    // Refused for its form before anything is looked up.
+    let unknown = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
+    expect_invalid(app.check(unknown, Pay, "", "").await, &["contractor_id"]);
     let negative = app
         .permissions
         .check_permission(CheckPermissionRequest {
@@ -355,4 +374,7 @@ async fn accessible_applications_follow_the_permissions_page_by_page(backend: Ba
     let after_revoke = list(&mut app, String::new()).await.unwrap();
     assert!(after_revoke.applications.is_empty());
     expect_invalid(list(&mut app, "page-2".into()).await, &["page_token"]);
+    // A token with a NUL byte in its application part is no token this list returned.
+    let forged = format!("{contractor}.2400");
+    expect_invalid(list(&mut app, forged).await, &["page_token"]);
 }

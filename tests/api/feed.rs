@@ -15,6 +15,7 @@ on_both_backends!(
     the_audit_trail_pages_and_filters_by_time_for_managers_only,
     a_consumer_that_resumes_from_its_last_revision_sees_every_change_exactly_once,
     a_rotated_pin_replaces_the_old_one_at_once,
+    a_server_with_the_wrong_pin_secret_shows_no_pin_and_records_no_read,
     only_a_manager_may_rotate_the_pin,
 );
 
@@ -159,6 +160,21 @@ async fn the_audit_trail_pages_and_filters_by_time_for_managers_only(backend: Ba
         .into_inner();
     assert_eq!(from_first.events, all);
 
+    let ancient = app
+        .permissions
+        .list_audit_events(as_customer(
+            &manager,
+            ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: -200_000_000_000,
+                    nanos: 0,
+                }),
+                ..ListAuditEventsRequest::default()
+            },
+        ))
+        .await;
+    crate::helpers::expect_invalid(ancient, &["start_time"]);
     let denied = app
         .permissions
         .list_audit_events(as_customer(
@@ -303,4 +319,30 @@ async fn only_a_manager_may_rotate_the_pin(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(shown.pin, pin);
+}
+
+async fn a_server_with_the_wrong_pin_secret_shows_no_pin_and_records_no_read(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, _associate, contractor, _pin) = app.story().await;
+    let database = app.stop().await;
+    let mut settings = database.settings();
+    settings.pin_secret = Some("00".repeat(32).parse().unwrap());
+    let mut app = crate::helpers::start_with(database, &settings).await;
+    let read = app
+        .contractors
+        .get_pin(as_customer(
+            &manager,
+            GetPinRequest {
+                contractor_id: contractor.clone(),
+            },
+        ))
+        .await;
+    let status = expect_code(read, Code::Internal);
+    assert!(!status.message().contains("secret"), "{status:?}");
+    let kinds: Vec<i32> = trail(&mut app, &manager, &contractor)
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(!kinds.contains(&(ChangeKind::PinRead as i32)), "{kinds:?}");
 }

@@ -379,7 +379,7 @@ async fn a_second_manager_lets_the_first_step_down_and_leave(backend: Backend) {
 
 async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(backend: Backend) {
     let mut app = spawn_app(backend).await;
-    let (manager, associate, contractor, _pin) = app.story().await;
+    let (manager, associate, contractor, pin) = app.story().await;
     let end = Utc::now() + Duration::hours(8);
     let granted = app
         .permissions
@@ -391,7 +391,7 @@ async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(
                 permissions: permissions(&[Inspections]),
                 expire_time: Some(prost_types::Timestamp {
                     seconds: end.timestamp(),
-                    nanos: 0,
+                    nanos: 123_456_789,
                 }),
             },
         ))
@@ -400,8 +400,12 @@ async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(
         .into_inner()
         .associate
         .unwrap();
-    assert_eq!(granted.expire_time.unwrap().seconds, end.timestamp());
+    // Kept at the microsecond, as the databases keep it: the listing shows what was answered.
+    let kept = granted.expire_time.unwrap();
+    assert_eq!((kept.seconds, kept.nanos), (end.timestamp(), 123_456_000));
     assert!(!granted.expired);
+    let listed = associates_of(&mut app, &manager, &contractor).await;
+    assert_eq!(listed[1].expire_time, Some(kept));
     let before = app
         .check(&associate, Inspections, &contractor, "")
         .await
@@ -431,6 +435,15 @@ async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(
     assert_decision(&after, false, CheckReason::GrantExpired);
     let listed = associates_of(&mut app, &manager, &contractor).await;
     assert!(listed[1].expired, "{:?}", listed[1]);
+    // Entering the PIN again shows what the associate holds now: nothing.
+    let again = app
+        .contractors
+        .associate_by_pin(as_customer(&associate, AssociateByPinRequest { pin }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.already_associated);
+    assert!(again.permissions.is_empty(), "{again:?}");
 }
 
 async fn manage_cannot_be_time_limited_and_an_expiry_must_be_in_the_future(backend: Backend) {

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use mandate::pb::{
-    GetCustomerRequest, GetPinRequest, RegisterCustomerRequest, WatchChangesRequest,
+    CheckPermissionRequest, CheckPermissionsRequest, GetCustomerRequest, GetPinRequest,
+    RegisterCustomerRequest, WatchChangesRequest,
 };
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -186,6 +187,22 @@ async fn a_database_outage_answers_unavailable_changes_nothing_and_passes_on_pos
         app.identity.register_customer(register("ben")).await,
         Code::Unavailable,
     );
+    // A batch of checks fails whole, so that the caller retries, rather than answering OK
+    // with an error in every item.
+    let item = CheckPermissionRequest {
+        customer_id: ana.customer_id.clone(),
+        permission: mandate::pb::Permission::Pay as i32,
+        contractor_id: "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b".into(),
+        application_id: String::new(),
+        at_least_revision: 0,
+    };
+    let batch = app
+        .permissions
+        .check_permissions(CheckPermissionsRequest {
+            items: vec![item.clone(), item],
+        })
+        .await;
+    expect_code(batch, Code::Unavailable);
 
     proxy.restore().await;
     let read = app

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use mandate_domain::Error as Rule;
+use mandate_domain::application::parse_application_id;
 use mandate_domain::decision::{self, Reason};
 use mandate_domain::membership::Grant;
+use mandate_domain::paging::is_identifier;
 use mandate_domain::permission::{Permission, PermissionSet};
 use sea_orm::sea_query::Query;
 use sea_orm::{
@@ -217,9 +219,19 @@ impl Store {
                         (c, grant)
                     })
                     .collect();
-                let (reason, contractor) =
-                    decision::decide_for_application(permission, &linked, now);
-                (reason, contractor.cloned())
+                match (contractor_id, linked.is_empty()) {
+                    // Through one named account that the application is linked to: that
+                    // account's grant decides, as for a check on the account alone.
+                    (Some(contractor_id), false) => (
+                        decision::decide(permission, probe.grant.as_ref(), now),
+                        Some(contractor_id.to_owned()),
+                    ),
+                    _ => {
+                        let (reason, contractor) =
+                            decision::decide_for_application(permission, &linked, now);
+                        (reason, contractor.cloned())
+                    }
+                }
             }
             CheckTarget {
                 contractor_id: None,
@@ -311,9 +323,12 @@ impl ApplicationCursor {
     /// Reads a `next_page_token` of `accessible_applications`; `None` when it is not one.
     pub fn parse(token: &str) -> Option<Self> {
         let (contractor_id, application) = token.split_once('.')?;
-        let bytes = hex::decode(application).ok()?;
-        Some(Self {
-            application_id: String::from_utf8(bytes).ok()?,
+        let application_id = String::from_utf8(hex::decode(application).ok()?).ok()?;
+        let valid = is_identifier(contractor_id)
+            && parse_application_id("page_token", &application_id)
+                .is_ok_and(|parsed| parsed == application_id);
+        valid.then(|| Self {
+            application_id,
             contractor_id: contractor_id.to_owned(),
         })
     }

@@ -121,7 +121,7 @@ impl Store {
         Ok((model.into(), revision))
     }
 
-    /// The accounts `customer_id` is associated with, in the order they were registered.
+    /// The accounts `customer_id` is associated with, in the order the accounts were registered.
     pub async fn memberships(
         &self,
         customer_id: &str,
@@ -202,7 +202,13 @@ impl Store {
                 .await?;
         let has_manager = managers_other_than(&txn, &account.contractor_id, customer_id).await? > 0;
         let decision = membership::associate(
-            existing.as_ref().map(|m| stored_permissions(m.permissions)),
+            existing.as_ref().map(|m| {
+                Grant {
+                    permissions: stored_permissions(m.permissions),
+                    expire_time: m.expire_time,
+                }
+                .effective(now())
+            }),
             has_manager,
             self.managerless_policy,
         );
@@ -251,19 +257,23 @@ impl Store {
         }
     }
 
-    /// The sealed PIN of an account, for a Manager to read; the read is audited.
-    pub async fn read_pin(
+    /// The PIN of an account, opened from its sealed form by `open`, for a Manager to read; the
+    /// read is audited.
+    pub async fn read_pin<P>(
         &self,
         actor: &Actor,
         manager: &str,
         contractor_id: &str,
-    ) -> Result<(Vec<u8>, Revision)> {
+        open: impl FnOnce(&[u8]) -> Result<P>,
+    ) -> Result<(P, Revision)> {
         let (txn, revision) = self.begin_change().await?;
         let account = find_contractor(&txn, contractor_id).await?;
         membership::require_manager(
             permissions_of(&txn, contractor_id, manager).await?,
             "read the account's PIN",
         )?;
+        // Opened before the read is recorded: a PIN that cannot be shown was not read.
+        let pin = open(&account.pin_ciphertext)?;
         record(
             &txn,
             revision,
@@ -275,7 +285,7 @@ impl Store {
         )
         .await?;
         self.commit(txn).await?;
-        Ok((account.pin_ciphertext, revision))
+        Ok((pin, revision))
     }
 
     /// The associates of an account, in the order the customers registered; only its

@@ -113,12 +113,12 @@ impl Store {
             .sqlx_logging(false)
             .acquire_timeout(wait_for_connection)
             .connect_timeout(wait_for_connection);
-        options.map_sqlx_sqlite_opts(|sqlite| {
+        options.map_sqlx_sqlite_opts(move |sqlite| {
             // Readers do not wait for the writer, and a writer waits its turn rather than
             // failing with "database is locked".
             sqlite
                 .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(wait_for_connection)
                 .foreign_keys(true)
         });
         let db = Database::connect(options).await.map_err(Error::from)?;
