@@ -57,17 +57,19 @@ pub fn parse_id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
     } else {
         Err(Error::invalid(
             field,
-            "is not an id Mandate hands out (a UUID such as 0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b)",
+            "is not an id Mandate hands out (a lower-case UUID such as \
+             0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b)",
         ))
     }
 }
 
-/// Whether `text` has the form of a Mandate identifier (a hyphenated UUID).
+/// Whether `text` has the form of a Mandate identifier: a hyphenated UUID in lower case, as
+/// Mandate writes them.
 pub fn is_identifier(text: &str) -> bool {
     text.len() == 36
         && text.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
         })
 }
 
@@ -97,6 +99,7 @@ mod tests {
             Error::invalid("customer_id", "is required")
         );
         assert!(parse_id("customer_id", "42").is_err());
+        assert!(parse_id("customer_id", "0196A1B2-3C4D-7E8F-9A0B-1C2D3E4F5A6B").is_err());
         let id = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
         assert_eq!(parse_id("customer_id", id).unwrap(), id);
     }
