@@ -7,8 +7,8 @@ use std::sync::Arc;
 use mandate_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Settings;
 use crate::pb::contractor_service_server::ContractorServiceServer;
@@ -122,7 +122,11 @@ impl Application {
                 self.state.clone(),
             )))
             .add_service(PermissionServiceServer::new(PermissionApi(self.state)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
+            .serve_with_incoming_shutdown(
+                // No Nagle delay: a reply's frames leave as soon as they are written.
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                stop,
+            )
             .await?;
         tracing::info!("stopped");
         Ok(())
