@@ -122,6 +122,15 @@ impl PinVault {
         }
     }
 
+    /// A fingerprint of the secret, safe to store: it reveals nothing of the keys, and two
+    /// servers with the same secret compute the same one.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.lookup_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"mandate key fingerprint v1");
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// A new random PIN.
     pub fn generate(&self) -> Result<Pin, getrandom::Error> {
         let mut bytes = [0u8; 8];

@@ -22,6 +22,11 @@ use crate::services::{ContractorApi, IdentityApi, PermissionApi, Shared, State};
 pub enum StartupError {
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(
+        "the PIN secret differs from the one this database was set up with: every stored PIN \
+         would be unreadable; configure the original MANDATE_PIN_SECRET or secret file"
+    )]
+    WrongSecret,
     #[error("cannot open the database: {0}")]
     Store(#[from] mandate_store::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -48,6 +53,10 @@ impl Application {
         let secret = load_secret(settings)?;
         let store = Store::connect(&settings.database_url, settings.store_options()).await?;
         store.migrate().await?;
+        let vault = PinVault::new(&secret);
+        if !store.matches_key_fingerprint(&vault.fingerprint()).await? {
+            return Err(StartupError::WrongSecret);
+        }
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -64,7 +73,7 @@ impl Application {
             address,
             state: Arc::new(State {
                 store,
-                vault: PinVault::new(&secret),
+                vault,
                 stopping: watch::Sender::new(false),
             }),
         })

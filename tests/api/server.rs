@@ -19,6 +19,7 @@ on_both_backends!(
     two_replicas_started_together_on_one_database_share_its_data,
     stopping_the_server_ends_open_change_feeds,
     reflection_v1_and_v1alpha_list_every_service,
+    a_server_with_another_pin_secret_refuses_to_start,
 );
 
 async fn the_server_reports_itself_and_each_service_as_serving(backend: Backend) {
@@ -220,4 +221,26 @@ async fn a_database_outage_answers_unavailable_changes_nothing_and_passes_on_pos
         .await
         .unwrap();
     assert_eq!(again.into_inner().revision, 2);
+}
+
+async fn a_server_with_another_pin_secret_refuses_to_start(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.story().await;
+    let database = app.stop().await;
+    let mut settings = database.settings();
+    settings.pin_secret = Some("00".repeat(32).parse().unwrap());
+    match mandate::startup::Application::build(&settings).await {
+        Ok(_) => panic!("a server with another PIN secret started"),
+        Err(err) => {
+            let message = err.to_string();
+            assert!(message.contains("PIN secret differs"), "{message}");
+            assert!(
+                !message.contains(&"00".repeat(32)),
+                "the secret leaked: {message}"
+            );
+        }
+    }
+    // The original secret still works.
+    let mut app = crate::helpers::start_on(database).await;
+    app.customer("still-here").await;
 }

@@ -172,6 +172,37 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `fingerprint` is the fingerprint of the PIN secret this database was set up with.
+    /// The first server to ask records its own; later ones must match it.
+    pub async fn matches_key_fingerprint(&self, fingerprint: &str) -> Result<bool> {
+        let backend = self.db.get_database_backend();
+        let insert = match backend {
+            DbBackend::Postgres => {
+                "INSERT INTO key_check (id, fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING"
+            }
+            _ => {
+                "INSERT INTO key_check (id, fingerprint) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING"
+            }
+        };
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                insert,
+                [fingerprint.into()],
+            ))
+            .await?;
+        let stored = self
+            .db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT fingerprint FROM key_check WHERE id = 1",
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("the key check row is missing".into()))?;
+        let stored: String = stored.try_get_by_index(0)?;
+        Ok(constant_time_eq(stored.as_bytes(), fingerprint.as_bytes()))
+    }
+
     /// Starts a write transaction and takes the revision its change will commit at.
     async fn begin_change(&self) -> Result<(DatabaseTransaction, Revision)> {
         let txn = self
@@ -191,6 +222,11 @@ impl Store {
         let revision: i64 = row.try_get_by_index(0)?;
         Ok((txn, revision))
     }
+}
+
+/// Whether two byte strings are equal, in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// A new identifier: a UUIDv7, so identifiers sort in creation order.
