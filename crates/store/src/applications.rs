@@ -19,7 +19,7 @@ use crate::contractors::{find_contractor, stored_permissions};
 use crate::entity::{application_link as link, membership as member};
 use crate::{
     AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
-    Store, now, record,
+    Store, now,
 };
 
 /// What a check is about: an account, an application, or an application through one account.
@@ -70,8 +70,8 @@ impl Store {
             link::Entity::delete_by_id(key).exec(&txn).await?;
             ChangeKind::ApplicationUnlinked
         };
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -81,7 +81,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok(revision)
     }
 

@@ -15,7 +15,7 @@ use sea_orm::{
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
-    Revision, SealedPin, Store, new_id, now, record,
+    Revision, SealedPin, Store, new_id, now,
 };
 
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
@@ -59,8 +59,8 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_membership(&txn, &contractor_id, registrant, membership::REGISTRANT).await?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -71,7 +71,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok((model.into(), pin, revision))
     }
 
@@ -107,8 +106,8 @@ impl Store {
         contractor::Entity::update(contractor::ActiveModel::from(model.clone()).reset_all())
             .exec(&txn)
             .await?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -117,7 +116,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok((model.into(), revision))
     }
 
@@ -230,8 +228,8 @@ impl Store {
             (Association::New(permissions), _) | (Association::Existing(permissions), None) => {
                 let row = insert_membership(&txn, &account.contractor_id, customer_id, permissions)
                     .await?;
-                record(
-                    &txn,
+                self.commit_change(
+                    txn,
                     revision,
                     actor,
                     Change {
@@ -242,7 +240,6 @@ impl Store {
                     },
                 )
                 .await?;
-                self.commit(txn).await?;
                 Ok((
                     Membership {
                         contractor: account.into(),
@@ -274,8 +271,8 @@ impl Store {
         )?;
         // Opened before the read is recorded: a PIN that cannot be shown was not read.
         let pin = open(&account.pin_ciphertext)?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -284,7 +281,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok((pin, revision))
     }
 

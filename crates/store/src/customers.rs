@@ -5,9 +5,7 @@ use mandate_domain::customer::NewCustomer;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
 
 use crate::entity::customer;
-use crate::{
-    Actor, Change, ChangeKind, Customer, Error, Result, Revision, Store, new_id, now, record,
-};
+use crate::{Actor, Change, ChangeKind, Customer, Error, Result, Revision, Store, new_id, now};
 
 impl Store {
     /// Registers a customer; `ALREADY_EXISTS` when its external subject has one.
@@ -44,8 +42,8 @@ impl Store {
             Some(SqlErr::UniqueConstraintViolation(_)) => subject_taken(),
             _ => Error::from(err),
         })?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -54,7 +52,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok((model.into(), revision))
     }
 

@@ -165,8 +165,16 @@ impl Store {
         &self.committed
     }
 
-    /// Commits a change and wakes the change-feed readers of this process.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
+    /// Records `change` as the audit event of `revision`, commits the transaction, and wakes
+    /// the change-feed readers of this process.
+    async fn commit_change(
+        &self,
+        txn: DatabaseTransaction,
+        revision: Revision,
+        actor: &Actor,
+        change: Change<'_>,
+    ) -> Result<()> {
+        record(&txn, revision, actor, change).await?;
         txn.commit().await?;
         self.committed.notify_waiters();
         Ok(())

@@ -4,12 +4,11 @@ use mandate_domain::membership::{self, Grant};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
 use crate::contractors::{
-    find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of,
+    find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of, stored_permissions,
 };
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
     Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
-    record,
 };
 
 impl Store {
@@ -25,7 +24,13 @@ impl Store {
     ) -> Result<(Associate, Revision)> {
         let (txn, revision) = self.begin_change().await?;
         find_contractor(&txn, contractor_id).await?;
-        let target = grant_of(&txn, contractor_id, customer_id).await?;
+        let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+            .one(&txn)
+            .await?;
+        let target = row.as_ref().map(|m| Grant {
+            permissions: stored_permissions(m.permissions),
+            expire_time: m.expire_time,
+        });
         membership::set_permissions(
             permissions_of(&txn, contractor_id, manager).await?,
             target,
@@ -33,11 +38,17 @@ impl Store {
             managers_other_than(&txn, contractor_id, customer_id).await?,
             now(),
         )?;
-        let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+        // The rule above answers NOT_FOUND when there is no membership.
+        let Some(row) = row else {
+            return Err(Error::Internal(
+                "set_permissions passed the rule without a membership".into(),
+            ));
+        };
+        let customer = customer::Entity::find_by_id(customer_id)
             .one(&txn)
             .await?
             .ok_or_else(|| {
-                Error::Corrupt("the membership vanished inside its transaction".into())
+                Error::Corrupt(format!("membership of missing customer {customer_id}"))
             })?;
         let associate_time = row.associate_time;
         let mut active: member::ActiveModel = row.into();
@@ -45,8 +56,8 @@ impl Store {
         active.expire_time = Set(grant.expire_time);
         active.update_time = Set(now());
         active.update(&txn).await?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -59,13 +70,6 @@ impl Store {
             },
         )
         .await?;
-        let customer = customer::Entity::find_by_id(customer_id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                Error::Corrupt(format!("membership of missing customer {customer_id}"))
-            })?;
-        self.commit(txn).await?;
         Ok((
             Associate {
                 customer: Customer::from(customer),
@@ -146,8 +150,7 @@ impl Store {
             before: before.map(|g| g.permissions),
             ..Change::of(kind)
         };
-        record(&txn, revision, actor, change).await?;
-        self.commit(txn).await?;
+        self.commit_change(txn, revision, actor, change).await?;
         Ok(revision)
     }
 
@@ -172,8 +175,8 @@ impl Store {
         active.pin_ciphertext = Set(sealed.ciphertext);
         active.update_time = Set(now());
         active.update(&txn).await?;
-        record(
-            &txn,
+        self.commit_change(
+            txn,
             revision,
             actor,
             Change {
@@ -182,7 +185,6 @@ impl Store {
             },
         )
         .await?;
-        self.commit(txn).await?;
         Ok((pin, revision))
     }
 }
