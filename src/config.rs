@@ -10,6 +10,8 @@ use clap::{Args, ValueEnum};
 use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
+use crate::connections::ConnectionLimits;
+
 /// How the server is configured.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -29,17 +31,45 @@ pub struct Settings {
     /// Secret that keys PIN hashing and encryption: 64 hex characters. Every replica sharing a
     /// database must use the same one. Takes precedence over the secret file.
     #[arg(long, env = "MANDATE_PIN_SECRET", hide_env_values = true)]
-    pub pin_secret: Option<Secret>,
+    pub pin_secret: Option<SecretText>,
 
     /// File holding the PIN secret; created with a random secret, readable only by its owner,
     /// when missing. Defaults to `<database file>.secret` for a SQLite file.
     #[arg(long, env = "MANDATE_PIN_SECRET_FILE")]
     pub pin_secret_file: Option<PathBuf>,
 
-    /// How long, in milliseconds, a call waits for a database connection before answering
-    /// UNAVAILABLE.
-    #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000)]
+    /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
+    /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
+    #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub database_wait_ms: u64,
+
+    /// How long, in milliseconds, a new connection may take to start its first call before it
+    /// is closed.
+    #[arg(long, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_ms: u64,
+
+    /// How long, in milliseconds, a connection may stay open with no call in flight.
+    #[arg(long, env = "MANDATE_IDLE_TIMEOUT_MS", default_value_t = 300_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+
+    /// How often, in milliseconds, the server pings a connection (HTTP/2 keep-alive); one that
+    /// does not answer within the same time, at most 20 s, is closed as dead.
+    #[arg(long, env = "MANDATE_KEEPALIVE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_ms: u64,
+
+    /// The most client connections open at once; more are closed as they arrive.
+    #[arg(long, env = "MANDATE_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long, in milliseconds, a stopping server lets calls in flight finish before it cuts
+    /// the connections still open and exits.
+    #[arg(long, env = "MANDATE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 
     /// What the first customer to associate with an account without a Manager (an imported
     /// legacy account) receives: `manager` (today's behaviour) or `none` (the announced default).
@@ -62,6 +92,32 @@ impl From<Policy> for ManagerlessPolicy {
             Policy::Manager => ManagerlessPolicy::FirstAssociateManages,
             Policy::None => ManagerlessPolicy::NoPermissions,
         }
+    }
+}
+
+/// The PIN secret as configured, checked only when it is used: its parsing never fails, so the
+/// argument parser never echoes a malformed secret in an error.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+impl FromStr for SecretText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl SecretText {
+    /// The secret, or why it is malformed (without repeating it).
+    pub fn secret(&self) -> Result<Secret, String> {
+        self.0.parse()
     }
 }
 
@@ -105,7 +161,16 @@ impl Settings {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             managerless_policy: self.managerless_policy.into(),
-            wait_for_connection: Duration::from_millis(self.database_wait_ms),
+            database_wait: Duration::from_millis(self.database_wait_ms),
+        }
+    }
+
+    /// How client connections are bounded.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
         }
     }
 

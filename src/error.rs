@@ -37,6 +37,19 @@ impl From<ApiError> for Status {
                 tracing::warn!(error = %detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry shortly")
             }
+            ApiError::Store(StoreError::TimedOut(wait)) => {
+                tracing::warn!(?wait, "the database did not answer in time");
+                Status::unavailable(format!(
+                    "the database did not answer within {} ms; retry shortly",
+                    wait.as_millis()
+                ))
+            }
+            ApiError::Store(StoreError::Gone(detail)) => {
+                tracing::error!(error = %detail, "database lost");
+                Status::unavailable(
+                    "the database is unavailable: this server must be restarted by its operator",
+                )
+            }
             ApiError::Store(
                 err @ (StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Internal(_)),
             ) => internal(&err.to_string()),

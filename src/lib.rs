@@ -3,8 +3,11 @@
 //! `mandate-domain` and the data in `mandate-store`.
 
 mod auth;
+mod codec;
 pub mod config;
+mod connections;
 mod convert;
+mod deadline;
 mod error;
 mod redact;
 mod secrets;

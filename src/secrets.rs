@@ -27,6 +27,8 @@ pub enum SecretError {
          or MANDATE_PIN_SECRET_FILE, the same on every replica"
     )]
     Missing,
+    #[error("MANDATE_PIN_SECRET (--pin-secret) is malformed: {0}")]
+    Malformed(String),
     #[error("cannot use the PIN secret file {path}: {reason}")]
     File { path: String, reason: String },
     #[error("cannot generate a PIN secret: {0}")]
@@ -36,7 +38,7 @@ pub enum SecretError {
 /// The configured secret; or the one in the secret file, created on first start.
 pub fn load_secret(settings: &Settings) -> Result<Secret, SecretError> {
     if let Some(secret) = &settings.pin_secret {
-        return Ok(secret.clone());
+        return secret.secret().map_err(SecretError::Malformed);
     }
     let path = match (&settings.pin_secret_file, settings.sqlite_file()) {
         (Some(path), _) => path.clone(),

@@ -2,15 +2,21 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mandate_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::server::NamedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::config::Settings;
+use crate::connections::{self, ActivityLayer, ConnectionLimits};
+use crate::deadline::DeadlineLayer;
 use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
@@ -27,6 +33,12 @@ pub enum StartupError {
          would be unreadable; configure the original MANDATE_PIN_SECRET or secret file"
     )]
     WrongSecret,
+    #[error(
+        "the database file {file} is missing, but {traces} beside it show that a database was \
+         there: it may have been deleted or moved, and starting would create an empty one. \
+         Restore it from a backup; or, to start a new, empty database on purpose, remove {traces}"
+    )]
+    DatabaseMissing { file: String, traces: String },
     #[error("cannot open the database: {0}")]
     Store(#[from] mandate_store::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -44,14 +56,21 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    limits: ConnectionLimits,
+    keepalive: Duration,
+    grace: Duration,
+    database_wait: Duration,
     state: Shared,
 }
 
 impl Application {
     /// Loads the PIN secret, opens and migrates the database, and binds the listen address.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let secret = load_secret(settings)?;
+        require_existing_database(settings)?;
+        // The database file first, then its secret file: a replica starting at the same moment
+        // never sees a secret file without its database.
         let store = Store::connect(&settings.database_url, settings.store_options()).await?;
+        let secret = load_secret(settings)?;
         store.migrate().await?;
         let vault = PinVault::new(&secret);
         if !store.matches_key_fingerprint(&vault.fingerprint()).await? {
@@ -71,6 +90,10 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            limits: settings.connection_limits(),
+            keepalive: Duration::from_millis(settings.keepalive_ms),
+            grace: Duration::from_millis(settings.shutdown_grace_ms),
+            database_wait: Duration::from_millis(settings.database_wait_ms),
             state: Arc::new(State {
                 store,
                 vault,
@@ -89,21 +112,13 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes, then lets calls in flight finish.
+    /// Serves until `stop` completes, then lets calls in flight finish for the grace period
+    /// and cuts the connections still open after it.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<IdentityServiceServer<IdentityApi>>()
-            .await;
-        health
-            .set_serving::<ContractorServiceServer<ContractorApi>>()
-            .await;
-        health
-            .set_serving::<PermissionServiceServer<PermissionApi>>()
-            .await;
         let descriptors = [
             crate::pb::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -114,32 +129,150 @@ impl Application {
             v1 = v1.register_encoded_file_descriptor_set(set);
             v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
         }
+        // The database answered as the server was built; the watch takes over from here.
+        for service in SERVICES {
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        tokio::spawn(watch_database(self.state.clone(), health));
         let state = self.state.clone();
+        let (stopped, mut stopped_seen) = watch::channel(false);
         let stop = async move {
             stop.await;
             tracing::info!("stopping: finishing calls in flight");
             state.stopping.send_replace(true);
+            stopped.send_replace(true);
         };
+        let cut = watch::Sender::new(false);
+        let incoming = connections::accept(self.listener, self.limits, &cut);
         tracing::info!(address = %self.address, "serving mandate.v1");
-        Server::builder()
+        let serve = Server::builder()
+            .http2_keepalive_interval(Some(self.keepalive))
+            .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+            .layer(ActivityLayer)
+            .layer(DeadlineLayer {
+                wait: self.database_wait,
+            })
             .add_service(health_service)
             .add_service(v1.build_v1()?)
             .add_service(v1alpha.build_v1alpha()?)
-            .add_service(IdentityServiceServer::new(IdentityApi(self.state.clone())))
-            .add_service(ContractorServiceServer::new(ContractorApi(
-                self.state.clone(),
-            )))
-            .add_service(PermissionServiceServer::new(PermissionApi(self.state)))
-            .serve_with_incoming_shutdown(
-                // No Nagle delay: a reply's frames leave as soon as they are written.
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                stop,
+            .add_service(
+                IdentityServiceServer::new(IdentityApi(self.state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
             )
-            .await?;
+            .add_service(
+                ContractorServiceServer::new(ContractorApi(self.state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                PermissionServiceServer::new(PermissionApi(self.state.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .serve_with_incoming_shutdown(incoming, stop);
+        tokio::pin!(serve);
+        let grace = self.grace;
+        let grace_over = async move {
+            let _ = stopped_seen.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = &mut serve => served?,
+            () = grace_over => {
+                tracing::warn!(
+                    grace_ms = grace.as_millis(),
+                    "connections still open after the shutdown grace period: closing them"
+                );
+                cut.send_replace(true);
+                // Cut connections end at their next poll; a task that never polls again is not
+                // waited for.
+                if let Ok(served) = tokio::time::timeout(CUT_WAIT, &mut serve).await {
+                    served?;
+                }
+            }
+        }
+        self.state.store.close(CUT_WAIT).await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The longest the server waits for a keep-alive ping's answer.
+const KEEPALIVE_TIMEOUT_MAX: Duration = Duration::from_secs(20);
+/// How long cut connections get to close, and the database pool to close, at the end.
+const CUT_WAIT: Duration = Duration::from_secs(1);
+/// The largest request any `mandate.v1` RPC takes: a full `CheckPermissions` batch (100 items
+/// of at most about 350 bytes) fits; a larger message answers `OUT_OF_RANGE` unread, so no
+/// request decodes into more than a few megabytes.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// What Health reports on: the server as a whole, and each `mandate.v1` service.
+const SERVICES: [&str; 4] = [
+    "",
+    <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
+    <ContractorServiceServer<ContractorApi> as NamedService>::NAME,
+    <PermissionServiceServer<PermissionApi> as NamedService>::NAME,
+];
+/// How often the health check asks the database.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps Health true to the database: `NOT_SERVING` while it does not answer within its wait
+/// (or its SQLite file is gone), `SERVING` again as soon as it does. Ends when the server stops.
+async fn watch_database(state: Shared, health: HealthReporter) {
+    let mut stopping = state.stopping.subscribe();
+    let mut serving = true;
+    loop {
+        let probe = state.store.within(state.store.probe()).await;
+        if serving != probe.is_ok() {
+            serving = probe.is_ok();
+            let status = match probe {
+                Ok(()) => {
+                    tracing::info!("health: the database answers again");
+                    ServingStatus::Serving
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "health: the database does not answer");
+                    ServingStatus::NotServing
+                }
+            };
+            for service in SERVICES {
+                health.set_service_status(service, status).await;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}
+
+/// Refuses to start on a missing SQLite file whose companions (its secret file, migration lock
+/// or write-ahead log) show it existed: creating an empty database in its place would quietly
+/// lose every account.
+fn require_existing_database(settings: &Settings) -> Result<(), StartupError> {
+    let Some(file) = settings.sqlite_file() else {
+        return Ok(());
+    };
+    if file.exists() {
+        return Ok(());
+    }
+    let traces: Vec<String> = [".secret", ".migrate-lock", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = file.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|trace| trace.exists())
+        .map(|trace| trace.display().to_string())
+        .collect();
+    if traces.is_empty() {
+        return Ok(());
+    }
+    Err(StartupError::DatabaseMissing {
+        file: file.display().to_string(),
+        traces: traces.join(" and "),
+    })
 }
 
 async fn shutdown_signal() {

@@ -396,10 +396,22 @@ async fn feed(
         let committed = state.store.committed().notified();
         tokio::pin!(committed);
         committed.as_mut().enable();
-        let batch = match state.store.changes_after(last, FEED_BATCH).await {
+        let batch = match state
+            .store
+            .within(state.store.changes_after(last, FEED_BATCH))
+            .await
+        {
             Ok(batch) => batch,
             Err(err) => {
-                let _ = sender.send(Err(Status::from(ApiError::from(err)))).await;
+                let status = Status::from(ApiError::from(err));
+                let status = Status::new(
+                    status.code(),
+                    format!(
+                        "{}; reconnect with after_revision {last}",
+                        status.message()
+                    ),
+                );
+                let _ = sender.send(Err(status)).await;
                 return;
             }
         };

@@ -119,6 +119,11 @@ impl TestDatabase {
             pin_secret_file: None,
             managerless_policy: Policy::Manager,
             database_wait_ms: 5000,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_ms: 30_000,
+            max_connections: 4096,
+            shutdown_grace_ms: 10_000,
         }
     }
 }

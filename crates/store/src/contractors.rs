@@ -18,6 +18,18 @@ use crate::{
     Revision, SealedPin, Store, new_id, now,
 };
 
+/// The account whose PIN hashes to `pin_hash`; `NOT_FOUND` when none has it.
+async fn account_by_pin(db: &impl ConnectionTrait, pin_hash: &str) -> Result<contractor::Model> {
+    contractor::Entity::find()
+        .filter(contractor::Column::PinHash.eq(pin_hash))
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            Rule::NotFound("no account has this PIN; check it with the person who shared it".into())
+                .into()
+        })
+}
+
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
 const PIN_ATTEMPTS: usize = 8;
 /// How many `merged_into` links an association follows before calling the data inconsistent.
@@ -171,16 +183,11 @@ impl Store {
         customer_id: &str,
         pin_hash: &str,
     ) -> Result<(Membership, bool, Revision)> {
+        // A wrong PIN (a typo, or a guess) is answered from a plain read: it writes nothing and
+        // waits for no writer, so guessing cannot slow the changes of everyone else.
+        account_by_pin(&self.db, pin_hash).await?;
         let (txn, revision) = self.begin_change().await?;
-        let mut account = contractor::Entity::find()
-            .filter(contractor::Column::PinHash.eq(pin_hash))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                Rule::NotFound(
-                    "no account has this PIN; check it with the person who shared it".into(),
-                )
-            })?;
+        let mut account = account_by_pin(&txn, pin_hash).await?;
         // FAQ: old PINs of merged accounts "keep working" for the surviving account.
         for _ in 0..MERGE_DEPTH {
             let Some(survivor) = account.merged_into.clone() else {

@@ -9,6 +9,13 @@ pub enum Error {
     /// The database could not be reached; the caller may retry.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] DbErr),
+    /// The database did not answer within the configured wait; the caller may retry.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+    /// The SQLite file was deleted or replaced under the running server: nothing written now
+    /// would be kept. Needs an operator.
+    #[error("{0}")]
+    Gone(String),
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
     Database(#[source] DbErr),
@@ -52,10 +59,12 @@ fn is_connection_failure(err: &SqlxError) -> bool {
                     .iter()
                     .any(|class| code.starts_with(class))
             } else if db.try_downcast_ref::<SqlxSqliteError>().is_some() {
-                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_READONLY (8), SQLITE_IOERR (10),
+                // SQLITE_FULL (13) and SQLITE_CANTOPEN (14), with their extended codes: the
+                // file or its disk, not the statement.
                 db.code()
                     .and_then(|code| code.parse::<i32>().ok())
-                    .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+                    .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
             } else {
                 false
             }

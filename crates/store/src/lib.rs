@@ -12,16 +12,19 @@ mod contractors;
 mod customers;
 mod entity;
 mod error;
+mod hygiene;
 mod migration;
 mod permissions;
 mod records;
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mandate_domain::membership::ManagerlessPolicy;
-use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
@@ -81,9 +84,9 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 pub struct StoreOptions {
     /// What the first associate of an account without a Manager receives.
     pub managerless_policy: ManagerlessPolicy,
-    /// How long a call waits for a database connection before answering that the database is
-    /// unavailable.
-    pub wait_for_connection: Duration,
+    /// How long a call waits on the database (for a connection, a lock or an answer) before
+    /// answering that the database is unavailable. PostgreSQL statements are cut off after it.
+    pub database_wait: Duration,
 }
 
 /// The PostgreSQL advisory lock key that serialises migrations ("mandate" in ASCII).
@@ -99,6 +102,58 @@ pub struct Store {
     /// Woken after each commit through this process: lets change-feed readers on this replica
     /// look at once. Only a hint: they poll too, for the changes of other replicas.
     committed: Arc<Notify>,
+    /// The SQLite file as it was opened, to notice it being deleted or replaced.
+    file: Option<Arc<WatchedFile>>,
+    database_wait: Duration,
+}
+
+/// A SQLite database file and the identity (device and inode) it had when the server opened it.
+/// SQLite keeps writing to the file it opened: once the path names another file, or none,
+/// writes would be acknowledged into a file nobody will open again.
+struct WatchedFile {
+    path: PathBuf,
+    identity: Option<FileIdentity>,
+    /// Set, for good, the first time the path no longer names the opened file.
+    lost: AtomicBool,
+}
+
+/// What tells one file from another at the same path.
+type FileIdentity = (u64, u64);
+
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Some((0, 0))
+    }
+}
+
+impl WatchedFile {
+    /// `Err` once the path no longer names the file the server opened.
+    fn check(&self) -> Result<()> {
+        if !self.lost.load(Ordering::Relaxed) {
+            let now = file_identity(&self.path);
+            if now.is_some() && now == self.identity {
+                return Ok(());
+            }
+            tracing::error!(
+                file = %self.path.display(),
+                "the SQLite database file was deleted or replaced while the server ran: \
+                 refusing every call until the server is restarted"
+            );
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        Err(Error::Gone(format!(
+            "the database file {} was deleted or replaced while the server ran",
+            self.path.display()
+        )))
+    }
 }
 
 impl Store {
@@ -106,28 +161,58 @@ impl Store {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         let StoreOptions {
             managerless_policy,
-            wait_for_connection,
+            database_wait,
         } = options;
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
-            .acquire_timeout(wait_for_connection)
-            .connect_timeout(wait_for_connection);
+            .acquire_timeout(database_wait)
+            .connect_timeout(database_wait);
         options.map_sqlx_sqlite_opts(move |sqlite| {
             // Readers do not wait for the writer, and a writer waits its turn rather than
-            // failing with "database is locked".
+            // failing with "database is locked". FULL synchronous mode: a commit is on disk
+            // before it is acknowledged, even if the machine loses power.
             sqlite
                 .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(wait_for_connection)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(database_wait)
                 .foreign_keys(true)
         });
+        options.map_sqlx_sqlite_pool_opts(hygiene::sqlite_pool);
+        options.map_sqlx_postgres_opts(move |pg| hygiene::postgres_session(pg, database_wait));
+        options.map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
         let db = Database::connect(options).await.map_err(Error::from)?;
+        // The file exists once a connection has opened it.
+        let file = sqlite_file(url).map(|path| {
+            Arc::new(WatchedFile {
+                identity: file_identity(&path),
+                path,
+                lost: AtomicBool::new(false),
+            })
+        });
         Ok(Self {
             db,
             url: url.to_owned(),
             managerless_policy,
             committed: Arc::new(Notify::new()),
+            file,
+            database_wait,
         })
+    }
+
+    /// Whether the database answers, and (for SQLite) its file is still the one opened: what
+    /// the health check reports.
+    pub async fn probe(&self) -> Result<()> {
+        self.check_file()?;
+        self.db
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn check_file(&self) -> Result<()> {
+        self.file.as_ref().map_or(Ok(()), |file| file.check())
     }
 
     /// Applies every pending migration. On PostgreSQL, replicas that start together take
@@ -137,6 +222,14 @@ impl Store {
         let turn = match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let txn = self.db.begin().await?;
+                // Waiting for another replica's migration, and holding the lock while migrating,
+                // may take longer than a call's statement and idle-transaction limits.
+                txn.execute_unprepared(
+                    "SET LOCAL statement_timeout = 0; \
+                     SET LOCAL lock_timeout = 0; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0",
+                )
+                .await?;
                 txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                     .await?;
                 Turn::Postgres(txn)
@@ -155,7 +248,30 @@ impl Store {
         Ok(())
     }
 
-    /// The connection, for the health check and for tests that inspect what is stored.
+    /// How long a call waits on the database before calling it unavailable.
+    pub fn database_wait(&self) -> Duration {
+        self.database_wait
+    }
+
+    /// Runs `operation` within the database wait: `TimedOut` if the database has not answered
+    /// by then, for callers outside a bounded call (the change feed, the health check).
+    pub async fn within<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.database_wait, operation)
+            .await
+            .unwrap_or(Err(Error::TimedOut(self.database_wait)))
+    }
+
+    /// Closes the pool when the server stops, giving its connections up to `wait` (SQLite
+    /// checkpoints its write-ahead log as the last one closes).
+    pub async fn close(&self, wait: Duration) {
+        match tokio::time::timeout(wait, self.db.close_by_ref()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "closing the database"),
+            Err(_) => tracing::warn!("the database did not close in time"),
+        }
+    }
+
+    /// The connection, for tests that inspect what is stored.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -166,7 +282,9 @@ impl Store {
     }
 
     /// Records `change` as the audit event of `revision`, commits the transaction, and wakes
-    /// the change-feed readers of this process.
+    /// the change-feed readers of this process. `Ok` means the change is durable: a failed
+    /// commit leaves its connection to be checked, and closed, as it goes back to the pool
+    /// (see `hygiene`); a SQLite file that vanished meanwhile makes the commit worthless.
     async fn commit_change(
         &self,
         txn: DatabaseTransaction,
@@ -175,9 +293,12 @@ impl Store {
         change: Change<'_>,
     ) -> Result<()> {
         record(&txn, revision, actor, change).await?;
-        txn.commit().await?;
+        if let Err(err) = txn.commit().await {
+            tracing::error!(revision, error = %err, "a commit failed; nothing was acknowledged");
+            return Err(err.into());
+        }
         self.committed.notify_waiters();
-        Ok(())
+        self.check_file()
     }
 
     /// Whether `fingerprint` is the fingerprint of the PIN secret this database was set up with.
@@ -213,6 +334,7 @@ impl Store {
 
     /// Starts a write transaction and takes the revision its change will commit at.
     async fn begin_change(&self) -> Result<(DatabaseTransaction, Revision)> {
+        self.check_file()?;
         let txn = self
             .db
             .begin_with_options(TransactionOptions {

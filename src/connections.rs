@@ -1,0 +1,357 @@
+//! Client connections, bounded: at most so many at once; a connection that sends no request
+//! within the handshake timeout, or that has had no call in flight for the idle timeout, is
+//! closed; and when the server stops, connections still open after the grace period are cut.
+//!
+//! Each accepted socket is wrapped in [`Guarded`], which fails its reads once the connection
+//! has expired, so that hyper closes it; [`ActivityLayer`] tells each connection when calls
+//! start and end (a streamed call lasts until its response body is dropped).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::body::Body;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tower::{Layer, Service};
+
+/// How connections are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// The most connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// How long a new connection may take to start its first call.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay open with no call in flight.
+    pub idle_timeout: Duration,
+}
+
+/// What a connection's calls tell its socket: how many are in flight, and since when none is.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    /// When the last call ended (or the connection was accepted), as an offset from `epoch`.
+    quiet_since_ms: AtomicU64,
+    /// Whether any call has started: until then the handshake timeout applies.
+    started: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            quiet_since_ms: AtomicU64::new(0),
+            started: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> CallGuard {
+        self.started.store(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    /// When the connection expires if nothing happens meanwhile; `None` if it has expired.
+    fn expiry(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        let now = Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(now + limits.idle_timeout);
+        }
+        let quiet_since =
+            self.epoch + Duration::from_millis(self.quiet_since_ms.load(Ordering::Acquire));
+        let allowed = if self.started.load(Ordering::Relaxed) == 0 {
+            limits.handshake_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let deadline = quiet_since + allowed;
+        (deadline > now).then_some(deadline)
+    }
+}
+
+/// A call in flight on a connection; its end is recorded when dropped.
+struct CallGuard(Arc<Activity>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let elapsed = u64::try_from(activity.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.quiet_since_ms.store(elapsed, Ordering::Release);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a call learns of its connection (in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    tcp: TcpConnectInfo,
+    activity: Arc<Activity>,
+}
+
+/// An accepted socket that fails its reads once the connection has expired or the server cuts
+/// remaining connections, so that the HTTP/2 connection on it closes.
+pub struct Guarded {
+    io: TcpStream,
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    timer: Pin<Box<Sleep>>,
+    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Guarded {
+    /// An error once the connection should close; registers the wake-ups that tell when.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the server is stopping",
+            ));
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            match self.activity.expiry(&self.limits) {
+                Some(at) => self.timer.as_mut().reset(at),
+                None => {
+                    return Some(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the connection was idle too long",
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(err) = self.expired(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Connected for Guarded {
+    type ConnectInfo = ConnectionInfo;
+
+    fn connect_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            tcp: self.io.connect_info(),
+            activity: self.activity.clone(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` within `limits` until the stream is dropped. Setting
+/// `cut` to `true` closes every connection still open.
+pub fn accept(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    cut: &watch::Sender<bool>,
+) -> ReceiverStream<io::Result<Guarded>> {
+    let (sender, receiver) = mpsc::channel(1);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let cut = cut.clone();
+    tokio::spawn(async move {
+        let mut refusals = RefusalLog::default();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = sender.closed() => return,
+            };
+            let (io, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, typically: give connections time to close
+                    // rather than spin.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refusals.refused(peer, limits.max_connections);
+                continue;
+            };
+            // No Nagle delay: a reply's frames leave as soon as they are written.
+            if let Err(err) = io.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+            let activity = Arc::new(Activity::new());
+            let first_deadline = Instant::now() + limits.handshake_timeout;
+            let mut cut = cut.subscribe();
+            let guarded = Guarded {
+                io,
+                activity,
+                limits,
+                timer: Box::pin(tokio::time::sleep_until(first_deadline)),
+                cut: Box::pin(async move {
+                    let _ = cut.wait_for(|cut| *cut).await;
+                }),
+                _slot: slot,
+            };
+            if sender.send(Ok(guarded)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// Logs refused connections at most every few seconds, with how many were refused.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn refused(&mut self, peer: SocketAddr, max: usize) {
+        self.since_last += 1;
+        if self.last.is_none_or(|last| last.elapsed() >= Self::EVERY) {
+            tracing::warn!(
+                %peer,
+                refused = self.since_last,
+                max_connections = max,
+                "refusing connections: the server has its maximum open"
+            );
+            self.last = Some(Instant::now());
+            self.since_last = 0;
+        }
+    }
+}
+
+/// Tells each call's connection when the call starts and ends, and gives the call the TCP
+/// details tonic's `remote_addr` reads.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityLayer;
+
+impl<S> Layer<S> for ActivityLayer {
+    type Service = ActivityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ActivityService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivityService<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for ActivityService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let guard = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .cloned()
+            .map(|info| {
+                request.extensions_mut().insert(info.tcp);
+                info.activity.begin()
+            });
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(match guard {
+                Some(guard) => response.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _call: guard,
+                    })
+                }),
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that keeps its call in flight until it is dropped.
+struct Tracked {
+    body: Body,
+    /// Only held, for its `Drop`.
+    _call: CallGuard,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
