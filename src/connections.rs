@@ -10,8 +10,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -317,12 +317,7 @@ where
         Box::pin(async move {
             let response = response.await?;
             Ok(match guard {
-                Some(guard) => response.map(|body| {
-                    Body::new(Tracked {
-                        body,
-                        _call: guard,
-                    })
-                }),
+                Some(guard) => response.map(|body| Body::new(Tracked { body, _call: guard })),
                 None => response,
             })
         })

@@ -102,6 +102,11 @@ impl Application {
         })
     }
 
+    /// The store the server uses, for tests that inject faults into its connections.
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address

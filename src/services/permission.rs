@@ -406,10 +406,7 @@ async fn feed(
                 let status = Status::from(ApiError::from(err));
                 let status = Status::new(
                     status.code(),
-                    format!(
-                        "{}; reconnect with after_revision {last}",
-                        status.message()
-                    ),
+                    format!("{}; reconnect with after_revision {last}", status.message()),
                 );
                 let _ = sender.send(Err(status)).await;
                 return;

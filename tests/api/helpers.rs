@@ -160,6 +160,8 @@ impl Drop for TestDatabase {
 /// A running server and clients connected to it.
 pub struct TestApp {
     address: std::net::SocketAddr,
+    /// The server's store, for injecting faults into its connections.
+    pub store: mandate_store::Store,
     pub identity: IdentityServiceClient<Channel>,
     pub contractors: ContractorServiceClient<Channel>,
     pub permissions: PermissionServiceClient<Channel>,
@@ -204,6 +206,7 @@ pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
 
 async fn serve(app: Application, database: Option<TestDatabase>) -> TestApp {
     let address = app.address();
+    let store = app.store();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(async move {
         app.run_until(async {
@@ -219,6 +222,7 @@ async fn serve(app: Application, database: Option<TestDatabase>) -> TestApp {
         .expect("connect to the server");
     TestApp {
         address,
+        store,
         identity: IdentityServiceClient::new(channel.clone()),
         contractors: ContractorServiceClient::new(channel.clone()),
         permissions: PermissionServiceClient::new(channel.clone()),

@@ -5,9 +5,11 @@ mod helpers;
 
 mod checks;
 mod contractor;
+mod faults;
 mod feed;
 mod identity;
 mod permission;
+mod process;
 mod races;
 mod server;
 mod storage;

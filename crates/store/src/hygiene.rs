@@ -47,7 +47,10 @@ async fn sqlite_autocommit(conn: &mut SqliteConnection) -> Result<bool, sea_orm:
 /// Releases a PostgreSQL connection to the pool only when it answers within `wait` outside a
 /// transaction. Without the bound, releasing a connection to a database that silently stopped
 /// answering would hang on the pool's own check for as long as TCP takes to give up.
-pub(crate) fn postgres_pool(options: PoolOptions<Postgres>, wait: Duration) -> PoolOptions<Postgres> {
+pub(crate) fn postgres_pool(
+    options: PoolOptions<Postgres>,
+    wait: Duration,
+) -> PoolOptions<Postgres> {
     options.after_release(move |conn, _| {
         Box::pin(async move {
             if conn.is_in_transaction() {

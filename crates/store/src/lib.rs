@@ -180,7 +180,8 @@ impl Store {
         });
         options.map_sqlx_sqlite_pool_opts(hygiene::sqlite_pool);
         options.map_sqlx_postgres_opts(move |pg| hygiene::postgres_session(pg, database_wait));
-        options.map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
+        options
+            .map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
         let db = Database::connect(options).await.map_err(Error::from)?;
         // The file exists once a connection has opened it.
         let file = sqlite_file(url).map(|path| {

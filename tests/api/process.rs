@@ -1,0 +1,154 @@
+//! The server as its own process: for faults that need one (resource limits, signals) and for
+//! what it prints before it serves.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A `mandate` server process, and the lines it logs.
+pub struct ServerProcess {
+    /// `None` once it has exited.
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    pub address: SocketAddr,
+}
+
+/// How long a server process may take to start or to stop before a test gives up on it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The `mandate` command with `args` and `envs`, logging plain text, ignoring SIGXFSZ (so that
+/// a file-size limit makes writes fail instead of killing it, as a full disk would).
+pub fn mandate_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_mandate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("MANDATE_PIN_SECRET")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+impl ServerProcess {
+    /// Starts `mandate` on a free port and waits until it serves.
+    pub fn start(database_url: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--database-url", database_url];
+        all.extend_from_slice(args);
+        let mut child = mandate_command(&all, &[])
+            .spawn()
+            .expect("start the mandate binary");
+        let (sender, lines) = mpsc::channel();
+        for output in [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    if std::env::var_os("TEST_LOG").is_some() {
+                        eprintln!("[server] {line}");
+                    }
+                    if sender.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut server = Self {
+            child: Some(child),
+            lines,
+            address: "0.0.0.0:0".parse().expect("an address"),
+        };
+        let line = server
+            .wait_for_line("serving mandate.v1")
+            .expect("the server starts serving");
+        let address = line
+            .split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the serving line names the address");
+        server.address = address.parse().expect("a socket address");
+        server
+    }
+
+    /// The process id, for sending it signals and limits.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The first line logged from now on that contains `text`.
+    pub fn wait_for_line(&mut self, text: &str) -> Option<String> {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns how it exited and how long it
+    /// took.
+    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+        let sent = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "SIGTERM was delivered");
+        let mut child = self.child.take().expect("a running server");
+        let (sender, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(child.wait());
+        });
+        let status = exited
+            .recv_timeout(PATIENCE)
+            .expect("the server exits after SIGTERM")
+            .expect("the server's exit status");
+        (status, sent.elapsed())
+    }
+
+    /// Sets the largest file the process may write (`prlimit`, the soft limit), in bytes; `None`
+    /// lifts it.
+    pub fn limit_file_size(&self, bytes: Option<u64>) {
+        let limit = bytes.map_or_else(|| "unlimited".to_owned(), |b| b.to_string());
+        let status = Command::new("prlimit")
+            .args([
+                "--pid",
+                &self.pid().to_string(),
+                &format!("--fsize={limit}:unlimited"),
+            ])
+            .status()
+            .expect("run prlimit");
+        assert!(status.success(), "prlimit set the file size limit");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
