@@ -2,18 +2,26 @@
 //! hang up mid-write. An acknowledged write must survive a restart, whatever failed around it.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mandate::pb::identity_service_client::IdentityServiceClient;
-use mandate::pb::{GetCustomerRequest, RegisterCustomerRequest};
+use mandate::pb::{self, CheckPermissionRequest, GetCustomerRequest, RegisterCustomerRequest};
+use mandate::startup::Application;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlitePool};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
 use tokio::task::JoinSet;
-use tonic::Code;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{Backend, TestApp, TestDatabase, spawn_app, start_on};
+use crate::helpers::{
+    Backend, Proxy, TestApp, TestDatabase, as_customer, expect_code, spawn_app, start_on,
+    start_with,
+};
 use crate::process::ServerProcess;
 
 /// The SQLite pool of the server's store.
@@ -310,4 +318,223 @@ async fn a_connection_left_inside_a_transaction_is_not_reused() {
             .expect("a connection from the pool is not inside a transaction already");
         conn.execute("ROLLBACK").await.expect("rolled back");
     }
+}
+
+/// Health's status for the whole server, as it changes: waits (up to a minute) for `wanted`.
+async fn health_becomes(app: &TestApp, wanted: ServingStatus) {
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("Health watch")
+        .into_inner();
+    let wait = async {
+        while let Some(update) = updates.message().await.expect("a health update") {
+            if update.status == wanted as i32 {
+                return;
+            }
+        }
+        panic!("the health stream ended before {wanted:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("Health did not turn {wanted:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let ana = app.customer("ana").await;
+    let file = app.database().name.clone();
+    std::fs::remove_file(&file).expect("delete the database file");
+
+    let refused = app
+        .identity
+        .register_customer(RegisterCustomerRequest {
+            external_subject: "ben".into(),
+            display_name: "Ben".into(),
+            email: "ben@example.ca".into(),
+        })
+        .await;
+    let status = expect_code(refused, Code::Unavailable);
+    assert!(
+        status.message().contains("restarted"),
+        "the message says what to do: {status:?}"
+    );
+    health_becomes(&app, ServingStatus::NotServing).await;
+    // Reads still answer from the file the server holds open: nothing can change it any more.
+    app.identity
+        .get_customer(GetCustomerRequest {
+            customer_id: ana.customer_id,
+        })
+        .await
+        .expect("a read of what was there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_sqlite_file_was_replaced_stops_acknowledging_writes() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.customer("ana").await;
+    let file = app.database().name.clone();
+    let copy = format!("{file}.copy");
+    std::fs::copy(&file, &copy).expect("copy the database file");
+    std::fs::rename(&copy, &file).expect("replace the database file");
+
+    let refused = app
+        .identity
+        .register_customer(RegisterCustomerRequest {
+            external_subject: "ben".into(),
+            display_name: "Ben".into(),
+            email: "ben@example.ca".into(),
+        })
+        .await;
+    expect_code(refused, Code::Unavailable);
+    health_becomes(&app, ServingStatus::NotServing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_to_start_on_a_deleted_sqlite_file() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.customer("ana").await;
+    let database = app.stop().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.name));
+    }
+
+    let refused = Application::build(&database.settings()).await;
+    let message = match refused {
+        Ok(_) => panic!("the server started on an empty database in place of the deleted one"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        message.contains(&format!("{} is missing", database.name)),
+        "the message says what is missing: {message}"
+    );
+    assert!(
+        message.contains(&format!("remove {}.secret", database.name)),
+        "the message says how to start afresh on purpose: {message}"
+    );
+    assert!(
+        !std::path::Path::new(&database.name).exists(),
+        "no empty database was created"
+    );
+}
+
+/// How long a call took, and what it answered.
+async fn timed<T>(call: impl Future<Output = Result<T, Status>>) -> (Result<T, Status>, Duration) {
+    let started = Instant::now();
+    // The client's own deadline, far beyond the server's: the server must answer first.
+    let answer = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("the test gave up")));
+    (answer, started.elapsed())
+}
+
+/// PostgreSQL stops answering without closing anything (a black hole). Calls in flight and new
+/// calls answer UNAVAILABLE within the configured wait; Health turns NOT_SERVING, then SERVING
+/// once the database answers again; nothing acknowledged is lost and nothing refused was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_postgres_outage_answers_unavailable_within_the_wait() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let direct = Database::connect(&database.url)
+        .await
+        .expect("a direct connection");
+    let (credentials, rest) = database.url.split_once('@').expect("a URL with a user");
+    let (server, name) = rest.split_once('/').expect("a URL with a database");
+    let proxy = Proxy::start(server).await;
+    let mut settings = database.settings();
+    settings.database_url = format!("{credentials}@{}/{name}", proxy.address());
+    settings.database_wait_ms = 1000;
+    let wait = Duration::from_millis(settings.database_wait_ms);
+    // Generous: the bound is the wait; this margin only absorbs a slow machine.
+    let bound = wait + Duration::from_secs(4);
+    let mut app = start_with(database, &settings).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let granted = app
+        .set_permissions(&manager, &contractor, &associate, &[pb::Permission::Pay])
+        .await
+        .expect("a grant before the outage");
+
+    // Writes in flight as the database goes silent: they queue behind a transaction of the
+    // test's own that holds the revision lock, on a connection that bypasses the proxy.
+    let blocker = direct.begin().await.expect("a transaction");
+    blocker
+        .execute_unprepared("UPDATE revision_counter SET value = value WHERE id = 1")
+        .await
+        .expect("the revision lock");
+    let mut in_flight = JoinSet::new();
+    for n in 0..3 {
+        let mut identity = app.identity.clone();
+        in_flight.spawn(timed(async move {
+            identity
+                .register_customer(RegisterCustomerRequest {
+                    external_subject: format!("in-flight-{n}"),
+                    display_name: "In flight".into(),
+                    email: "flight@example.ca".into(),
+                })
+                .await
+        }));
+    }
+    proxy.black_hole();
+    blocker.commit().await.expect("release the revision lock");
+
+    let check = CheckPermissionRequest {
+        customer_id: associate.clone(),
+        permission: pb::Permission::Pay as i32,
+        contractor_id: contractor.clone(),
+        application_id: String::new(),
+        at_least_revision: 0,
+    };
+    let mut permissions = app.permissions.clone();
+    let (answer, took) = timed(permissions.check_permission(check.clone())).await;
+    expect_code(answer, Code::Unavailable);
+    eprintln!("black hole: a new check answered UNAVAILABLE after {took:?}");
+    assert!(took <= bound, "a new check took {took:?}");
+    let mut contractors = app.contractors.clone();
+    let (answer, took) = timed(contractors.associate_by_pin(as_customer(
+        &associate,
+        pb::AssociateByPinRequest {
+            pin: "Q4WE-3CVY-HW".into(),
+        },
+    )))
+    .await;
+    expect_code(answer, Code::Unavailable);
+    assert!(took <= bound, "a new call took {took:?}");
+    while let Some(call) = in_flight.join_next().await {
+        let (answer, took) = call.expect("the call's task");
+        expect_code(answer, Code::Unavailable);
+        eprintln!("black hole: a write in flight answered UNAVAILABLE after {took:?}");
+        assert!(took <= bound, "a write in flight took {took:?}");
+    }
+    health_becomes(&app, ServingStatus::NotServing).await;
+
+    proxy.light();
+    health_becomes(&app, ServingStatus::Serving).await;
+    // The database may hold the silenced sessions' locks a little longer: retry as a client
+    // would, for a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        match app
+            .set_permissions(&manager, &contractor, &associate, &[pb::Permission::Apply])
+            .await
+        {
+            Ok(after) => break after,
+            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {}
+            Err(status) => panic!("the service did not resume: {status:?}"),
+        }
+    };
+    assert_eq!(
+        after.revision,
+        granted.revision + 1,
+        "no refused write was kept"
+    );
+    let decision = app
+        .check(&associate, pb::Permission::Pay, &contractor, "")
+        .await
+        .expect("a check after the outage");
+    assert!(!decision.allowed, "the later grant replaced Pay");
+    let (events, counter) = revisions(&app).await;
+    assert_eq!(events, (1..=counter).collect::<Vec<_>>());
 }

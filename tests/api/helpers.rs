@@ -458,11 +458,13 @@ fn init_test_log() {
 }
 
 /// A TCP proxy on a free loopback port, forwarding to `target`, that a test can cut (as a
-/// database outage would) and restore.
+/// database outage would), turn into a black hole (a silent outage: connections stay open and
+/// nothing is forwarded, as when packets are dropped), and restore.
 pub struct Proxy {
     address: std::net::SocketAddr,
     target: String,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    dark: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -474,6 +476,7 @@ impl Proxy {
             address: listener.local_addr().expect("the proxy's address"),
             target: target.to_owned(),
             tasks: Default::default(),
+            dark: tokio::sync::watch::Sender::new(false),
         };
         proxy.accept_on(listener);
         proxy
@@ -486,12 +489,25 @@ impl Proxy {
     fn accept_on(&self, listener: tokio::net::TcpListener) {
         let target = self.target.clone();
         let tasks = self.tasks.clone();
+        let dark = self.dark.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
+                let mut dark = dark.subscribe();
                 let relay = tokio::spawn(async move {
+                    let silent = *dark.borrow_and_update();
+                    if silent {
+                        // Accepted, and never answered.
+                        std::future::pending::<()>().await;
+                    }
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            () = async { let _ = dark.wait_for(|dark| *dark).await; } => {
+                                // Both sockets stay open, and silent, until the proxy is dropped.
+                                std::future::pending::<()>().await;
+                            }
+                        }
                     }
                 });
                 tasks
@@ -513,11 +529,28 @@ impl Proxy {
         }
     }
 
+    /// Stops forwarding without closing anything: open connections go silent, new ones are
+    /// accepted and never answered.
+    pub fn black_hole(&self) {
+        self.dark.send_replace(true);
+    }
+
+    /// Forwards new connections again; those silenced by `black_hole` stay silent.
+    pub fn light(&self) {
+        self.dark.send_replace(false);
+    }
+
     /// Accepts connections again, on the same port.
     pub async fn restore(&self) {
         let listener = tokio::net::TcpListener::bind(self.address)
             .await
             .expect("bind the proxy's port again");
         self.accept_on(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
