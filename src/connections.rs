@@ -121,18 +121,23 @@ impl Guarded {
                 "the server is stopping",
             ));
         }
-        while self.timer.as_mut().poll(cx).is_ready() {
-            match self.activity.expiry(&self.limits) {
-                Some(at) => self.timer.as_mut().reset(at),
-                None => {
-                    return Some(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the connection was idle too long",
-                    ));
-                }
+        loop {
+            // A call that started since the timer was set may bring the expiry forward (from
+            // the handshake timeout to the idle timeout); a call in flight pushes it back,
+            // which the timer learns when it fires.
+            let Some(at) = self.activity.expiry(&self.limits) else {
+                return Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was idle too long",
+                ));
+            };
+            if at < self.timer.deadline() || self.timer.is_elapsed() {
+                self.timer.as_mut().reset(at);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
             }
         }
-        None
     }
 }
 

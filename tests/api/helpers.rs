@@ -177,6 +177,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     start_on(TestDatabase::new(backend).await).await
 }
 
+/// `spawn_app` with settings adjusted by `adjust`.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = TestDatabase::new(backend).await;
+    let mut settings = database.settings();
+    adjust(&mut settings);
+    start_with(database, &settings).await
+}
+
 /// Starts a server over an existing test database.
 pub async fn start_on(database: TestDatabase) -> TestApp {
     let settings = database.settings();

@@ -4,9 +4,11 @@
 mod helpers;
 
 mod checks;
+mod connections;
 mod contractor;
 mod faults;
 mod feed;
+mod guessing;
 mod identity;
 mod permission;
 mod process;

@@ -1,0 +1,202 @@
+//! Connections are bounded: sockets that never speak, or speak only the HTTP/2 preface, and
+//! connections left idle are closed; new clients are served meanwhile; at most so many are
+//! open; and a stopping server exits within its grace period whatever its clients do.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mandate::pb::RegisterCustomerRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{Backend, TestDatabase, spawn_app_with};
+use crate::process::ServerProcess;
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: a client that says hello and then
+/// nothing more.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A socket that says nothing, or only the HTTP/2 preface.
+async fn idle_socket(address: SocketAddr, preface: bool) -> TcpStream {
+    let mut socket = TcpStream::connect(address).await.expect("connect");
+    if preface {
+        socket.write_all(PREFACE).await.expect("send the preface");
+    }
+    socket
+}
+
+/// Reads until the server closes `socket`; how long that took.
+async fn closed_by_server(mut socket: TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Waits for every socket to be closed by the server, for at most a minute; the longest wait.
+async fn all_closed(sockets: Vec<TcpStream>) -> Duration {
+    let mut waits = JoinSet::new();
+    for socket in sockets {
+        waits.spawn(closed_by_server(socket));
+    }
+    let all = async {
+        let mut longest = Duration::ZERO;
+        while let Some(wait) = waits.join_next().await {
+            longest = longest.max(wait.expect("the wait's task"));
+        }
+        longest
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("the server closed every idle socket")
+}
+
+async fn served(address: SocketAddr) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("a new client connects");
+    let mut identity = mandate::pb::identity_service_client::IdentityServiceClient::new(channel);
+    identity
+        .register_customer(RegisterCustomerRequest {
+            external_subject: format!("newcomer-{}", uuid::Uuid::now_v7()),
+            display_name: "Newcomer".into(),
+            email: "new@example.ca".into(),
+        })
+        .await
+        .expect("a new client is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_preface_only_connections_are_closed_while_new_clients_are_served() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.handshake_timeout_ms = 500;
+        settings.idle_timeout_ms = 1000;
+    })
+    .await;
+    let address = app.address();
+    let mut sockets = Vec::new();
+    for n in 0..600 {
+        sockets.push(idle_socket(address, n % 2 == 1).await);
+    }
+    served(address).await;
+    let longest = all_closed(sockets).await;
+    eprintln!("600 idle sockets closed, the last after {longest:?}");
+    served(address).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_after_its_calls_is_closed() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.idle_timeout_ms = 500;
+    })
+    .await;
+    let socket = TcpStream::connect(app.address()).await.expect("connect");
+    let (client, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready for a call");
+    // A Health check, by hand: gRPC over HTTP/2.
+    let request = http::Request::post(format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        app.address()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .expect("a request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("an empty HealthCheckRequest");
+    let response = response.await.expect("an answer");
+    assert_eq!(response.status(), 200);
+    let mut answer = response.into_body();
+    while answer.data().await.is_some() {}
+    let quiet = Instant::now();
+    // The client keeps its half open (`client` lives on): only the server can end it.
+    tokio::time::timeout(Duration::from_secs(60), connection)
+        .await
+        .expect("the server closed the idle connection")
+        .expect("the connection's task")
+        .ok();
+    let idle = quiet.elapsed();
+    eprintln!("an idle connection closed {idle:?} after its last call");
+    assert!(
+        idle >= Duration::from_millis(400),
+        "closed after {idle:?}, before the idle timeout of 500 ms"
+    );
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_maximum_are_closed_as_they_arrive() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.max_connections = 20;
+        settings.handshake_timeout_ms = 1000;
+    })
+    .await;
+    let address = app.address();
+    // The test's own client holds one connection.
+    let mut health = HealthClient::new(app.channel.clone());
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health");
+    let mut sockets = Vec::new();
+    for _ in 0..19 {
+        sockets.push(idle_socket(address, false).await);
+    }
+    let extra = idle_socket(address, true).await;
+    let refused = tokio::time::timeout(Duration::from_secs(30), closed_by_server(extra))
+        .await
+        .expect("a connection over the maximum is closed at once");
+    eprintln!("a connection over the maximum was closed after {refused:?}");
+    // Once the silent ones are closed, there is room again.
+    all_closed(sockets).await;
+    served(address).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_grace_period_despite_silent_clients() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let url = database.url.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        ServerProcess::start(
+            &url,
+            &[
+                "--shutdown-grace-ms",
+                "1000",
+                "--handshake-timeout-ms",
+                "600000",
+                "--idle-timeout-ms",
+                "600000",
+            ],
+        )
+    })
+    .await
+    .expect("the server process starts");
+    let address = server.address;
+    served(address).await;
+    let mut sockets = Vec::new();
+    for n in 0..20 {
+        sockets.push(idle_socket(address, n % 2 == 1).await);
+    }
+    let (status, took) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("the server process stops");
+    eprintln!("SIGTERM with 20 silent clients: exited after {took:?}");
+    assert!(status.success(), "the server exits cleanly: {status}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the server took {took:?} to exit with a 1 s grace period"
+    );
+    drop(sockets);
+}
