@@ -53,13 +53,17 @@ async fn a_thousand_wrong_pins_write_nothing_and_wait_for_no_writer(backend: Bac
         guesses.spawn(async move {
             let mut codes = Vec::new();
             for n in 0..100u64 {
-                let guess = Pin::from_random(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(batch * 100 + n + 1))
-                    .expose_formatted();
+                let guess =
+                    Pin::from_random(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(batch * 100 + n + 1))
+                        .expose_formatted();
                 if guess == pin {
                     continue;
                 }
                 let answer = contractors
-                    .associate_by_pin(as_customer(&associate, AssociateByPinRequest { pin: guess }))
+                    .associate_by_pin(as_customer(
+                        &associate,
+                        AssociateByPinRequest { pin: guess },
+                    ))
                     .await;
                 codes.push(answer.err().map(|status| status.code()));
             }

@@ -15,3 +15,4 @@ mod process;
 mod races;
 mod server;
 mod storage;
+mod wire;

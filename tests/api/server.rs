@@ -244,3 +244,34 @@ async fn a_server_with_another_pin_secret_refuses_to_start(backend: Backend) {
     let mut app = crate::helpers::start_on(database).await;
     app.customer("still-here").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_pin_secret_is_refused_without_being_echoed() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    // Almost a secret: one character short, the kind of value an operator mistypes.
+    let secret = "5e6f7a8b9c0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f901";
+    let by_flag = ["--database-url", &database.url, "--pin-secret", secret];
+    let by_env = ["--database-url", &database.url];
+    for (args, envs) in [
+        (&by_flag[..], &[][..]),
+        (&by_env[..], &[("MANDATE_PIN_SECRET", secret)][..]),
+    ] {
+        let output = crate::process::mandate_command(args, envs)
+            .output()
+            .expect("run mandate");
+        assert!(!output.status.success(), "a malformed secret was accepted");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            printed.contains("MANDATE_PIN_SECRET (--pin-secret) is malformed"),
+            "the error says what is wrong: {printed}"
+        );
+        assert!(
+            !printed.contains(&secret[..16]),
+            "the secret was echoed: {printed}"
+        );
+    }
+}
