@@ -2,12 +2,16 @@
 //!
 //! It registers its own customers and account (unique names, so any database will do), then
 //! times `CheckPermission` and `SetPermissions` one call after another and prints the median,
-//! 99th percentile and maximum of each.
+//! 99th percentile and maximum of each. With `--guessers N`, N clients keep entering wrong PINs
+//! meanwhile, as a PIN-guessing attack would, and their rate is printed too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mandate::CUSTOMER_HEADER;
+use mandate_domain::pin::Pin;
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -31,6 +35,9 @@ struct Args {
     /// Untimed calls per RPC before timing starts.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Concurrent clients entering wrong PINs (AssociateByPin) while the calls are timed.
+    #[arg(long, default_value_t = 0)]
+    guessers: usize,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -41,7 +48,7 @@ async fn main() -> Result<(), Failure> {
     let channel = Channel::from_shared(args.target.clone())?.connect().await?;
     let mut identity = IdentityServiceClient::new(channel.clone());
     let mut contractors = ContractorServiceClient::new(channel.clone());
-    let mut permissions = PermissionServiceClient::new(channel);
+    let mut permissions = PermissionServiceClient::new(channel.clone());
 
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -96,6 +103,9 @@ async fn main() -> Result<(), Failure> {
         )?)
         .await?;
 
+    let guesser = customer("guesser").await?;
+    let guessing = Guessing::start(&channel, &guesser, args.guessers);
+
     let set = |round: usize| SetPermissionsRequest {
         contractor_id: contractor_id.clone(),
         customer_id: associate.clone(),
@@ -132,6 +142,7 @@ async fn main() -> Result<(), Failure> {
     })
     .await?;
 
+    let guesses = guessing.stop().await?;
     println!(
         "target {} — {} timed calls per RPC, one at a time",
         args.target, args.iterations
@@ -142,7 +153,74 @@ async fn main() -> Result<(), Failure> {
     );
     report("CheckPermission", check_latencies);
     report("SetPermissions", set_latencies);
+    if let Some((count, elapsed)) = guesses {
+        println!(
+            "meanwhile {} clients entered {count} wrong PINs, {:.0} a second, each refused",
+            args.guessers,
+            count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+        );
+    }
     Ok(())
+}
+
+/// Clients entering wrong PINs until stopped.
+struct Guessing {
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
+}
+
+impl Guessing {
+    fn start(channel: &Channel, guesser: &str, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|client| {
+                let mut contractors = ContractorServiceClient::new(channel.clone());
+                let guesser = guesser.to_owned();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut count = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        // Well-formed PINs (their check character holds) that no account has.
+                        let seed = (client as u64) << 40 | count;
+                        let pin = Pin::from_random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                        let request = acting(
+                            &guesser,
+                            AssociateByPinRequest {
+                                pin: pin.expose_formatted(),
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
+                        match contractors.associate_by_pin(request).await {
+                            Err(status) if status.code() == tonic::Code::NotFound => count += 1,
+                            Ok(_) => return Err("a guessed PIN was accepted".to_owned()),
+                            Err(status) => return Err(format!("a guess answered {status}")),
+                        }
+                    }
+                    Ok(count)
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            started: Instant::now(),
+            tasks,
+        }
+    }
+
+    /// Stops the guessing; how many guesses were made, in how long (`None` without guessers).
+    async fn stop(self) -> Result<Option<(u64, Duration)>, Failure> {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        if self.tasks.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0;
+        for task in self.tasks {
+            total += task.await??;
+        }
+        Ok(Some((total, elapsed)))
+    }
 }
 
 /// `message` on behalf of `customer_id`.
