@@ -1,17 +1,20 @@
 //! Client connections, bounded: at most so many at once; a connection that sends no request
 //! within the handshake timeout, or that has had no call in flight for the idle timeout, is
 //! closed; and when the server stops, connections still open after the grace period are cut.
+//! When every slot is taken, the oldest connection that has not started a call yet makes room
+//! for the newcomer: sockets that never speak cannot lock real clients out.
 //!
 //! Each accepted socket is wrapped in [`Guarded`], which fails its reads once the connection
 //! has expired, so that hyper closes it; [`ActivityLayer`] tells each connection when calls
 //! start and end (a streamed call lasts until its response body is dropped).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
@@ -44,8 +47,10 @@ pub struct Activity {
     /// When the last call ended (or the connection was accepted), as an offset from `epoch`.
     quiet_since_ms: AtomicU64,
     /// Whether any call has started: until then the handshake timeout applies.
-    started: AtomicUsize,
+    started: AtomicBool,
     epoch: Instant,
+    /// Told to close the connection, to make room for a newer one.
+    evicted: Notify,
 }
 
 impl Activity {
@@ -53,13 +58,18 @@ impl Activity {
         Self {
             in_flight: AtomicUsize::new(0),
             quiet_since_ms: AtomicU64::new(0),
-            started: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
             epoch: Instant::now(),
+            evicted: Notify::new(),
         }
     }
 
+    fn has_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
     fn begin(self: &Arc<Self>) -> CallGuard {
-        self.started.store(1, Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         CallGuard(self.clone())
     }
@@ -72,10 +82,10 @@ impl Activity {
         }
         let quiet_since =
             self.epoch + Duration::from_millis(self.quiet_since_ms.load(Ordering::Acquire));
-        let allowed = if self.started.load(Ordering::Relaxed) == 0 {
-            limits.handshake_timeout
-        } else {
+        let allowed = if self.has_started() {
             limits.idle_timeout
+        } else {
+            limits.handshake_timeout
         };
         let deadline = quiet_since + allowed;
         (deadline > now).then_some(deadline)
@@ -101,8 +111,8 @@ pub struct ConnectionInfo {
     activity: Arc<Activity>,
 }
 
-/// An accepted socket that fails its reads once the connection has expired or the server cuts
-/// remaining connections, so that the HTTP/2 connection on it closes.
+/// An accepted socket that fails its reads once the connection has expired, was evicted, or the
+/// server cuts remaining connections, so that the HTTP/2 connection on it closes.
 pub struct Guarded {
     io: TcpStream,
     activity: Arc<Activity>,
@@ -118,7 +128,7 @@ impl Guarded {
         if self.cut.as_mut().poll(cx).is_ready() {
             return Some(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                "the server is stopping",
+                "closed by the server: stopping, or making room for a newer connection",
             ));
         }
         loop {
@@ -207,6 +217,7 @@ pub fn accept(
     let cut = cut.clone();
     tokio::spawn(async move {
         let mut refusals = RefusalLog::default();
+        let mut waiting = Handshakes::default();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -222,24 +233,35 @@ pub fn accept(
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                refusals.refused(peer, limits.max_connections);
-                continue;
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => match waiting.make_room(&slots).await {
+                    Some(slot) => slot,
+                    None => {
+                        refusals.refused(peer, limits.max_connections);
+                        continue;
+                    }
+                },
             };
             // No Nagle delay: a reply's frames leave as soon as they are written.
             if let Err(err) = io.set_nodelay(true) {
                 tracing::debug!(error = %err, "cannot set TCP_NODELAY");
             }
             let activity = Arc::new(Activity::new());
+            waiting.push(&activity, limits.max_connections);
             let first_deadline = Instant::now() + limits.handshake_timeout;
             let mut cut = cut.subscribe();
+            let closing = activity.clone();
             let guarded = Guarded {
                 io,
                 activity,
                 limits,
                 timer: Box::pin(tokio::time::sleep_until(first_deadline)),
                 cut: Box::pin(async move {
-                    let _ = cut.wait_for(|cut| *cut).await;
+                    tokio::select! {
+                        _ = cut.wait_for(|cut| *cut) => {}
+                        () = closing.evicted.notified() => {}
+                    }
                 }),
                 _slot: slot,
             };
@@ -249,6 +271,42 @@ pub fn accept(
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// The connections that have not started a call yet, oldest first.
+#[derive(Default)]
+struct Handshakes(VecDeque<Weak<Activity>>);
+
+impl Handshakes {
+    /// How long a newcomer waits for an evicted connection to give up its slot.
+    const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
+    fn push(&mut self, activity: &Arc<Activity>, max: usize) {
+        if self.0.len() >= max.saturating_mul(2) {
+            self.0
+                .retain(|waiting| waiting.upgrade().is_some_and(|a| !a.has_started()));
+        }
+        self.0.push_back(Arc::downgrade(activity));
+    }
+
+    /// Closes the oldest connection still waiting for its first call, and takes its slot.
+    async fn make_room(&mut self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        while let Some(oldest) = self.0.pop_front() {
+            let Some(activity) = oldest.upgrade() else {
+                continue;
+            };
+            if activity.has_started() {
+                continue;
+            }
+            activity.evicted.notify_one();
+            drop(activity);
+            return tokio::time::timeout(Self::EVICTION_WAIT, slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        None
+    }
 }
 
 /// Logs refused connections at most every few seconds, with how many were refused.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mandate::CUSTOMER_HEADER;
-use mandate_domain::pin::Pin;
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -19,6 +18,7 @@ use mandate::pb::{
     AssociateByPinRequest, CheckPermissionRequest, Contact, MailingAddress, Permission,
     RegisterContractorRequest, RegisterCustomerRequest, SetPermissionsRequest,
 };
+use mandate_domain::pin::Pin;
 use tonic::Request;
 use tonic::transport::Channel;
 

@@ -136,32 +136,70 @@ async fn a_connection_idle_after_its_calls_is_closed() {
     drop(client);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_maximum_are_closed_as_they_arrive() {
-    let app = spawn_app_with(Backend::Sqlite, |settings| {
-        settings.max_connections = 20;
-        settings.handshake_timeout_ms = 1000;
-    })
-    .await;
-    let address = app.address();
-    // The test's own client holds one connection.
-    let mut health = HealthClient::new(app.channel.clone());
+/// A client that has made a call over a connection of its own, which it keeps.
+async fn active_client(address: SocketAddr) -> HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
     health
         .check(HealthCheckRequest::default())
         .await
         .expect("health");
-    let mut sockets = Vec::new();
+    health
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_maximum_silent_connections_make_room_for_new_clients() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.max_connections = 20;
+        settings.handshake_timeout_ms = 600_000;
+    })
+    .await;
+    let address = app.address();
+    // The test's own client holds one connection.
+    let _own = active_client(address).await;
+    let mut oldest = Vec::new();
     for _ in 0..19 {
-        sockets.push(idle_socket(address, false).await);
+        oldest.push(idle_socket(address, false).await);
+    }
+    // Every slot is taken: each newcomer evicts the oldest connection that never spoke.
+    let mut newest = Vec::new();
+    for n in 0..30 {
+        newest.push(idle_socket(address, n % 2 == 1).await);
+    }
+    let longest = all_closed(oldest).await;
+    eprintln!("19 silent connections evicted by newer ones, the last after {longest:?}");
+    served(address).await;
+    drop(newest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_maximum_of_active_ones_are_closed_as_they_arrive() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.max_connections = 5;
+    })
+    .await;
+    let address = app.address();
+    // The test's own client, and four more, have made calls: none of them is evicted.
+    let _own = active_client(address).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(active_client(address).await);
     }
     let extra = idle_socket(address, true).await;
     let refused = tokio::time::timeout(Duration::from_secs(30), closed_by_server(extra))
         .await
         .expect("a connection over the maximum is closed at once");
     eprintln!("a connection over the maximum was closed after {refused:?}");
-    // Once the silent ones are closed, there is room again.
-    all_closed(sockets).await;
-    served(address).await;
+    for client in &mut clients {
+        client
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("the clients already connected are still served");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod helpers;
 mod checks;
 mod connections;
 mod contractor;
+mod deadlines;
 mod faults;
 mod feed;
 mod guessing;
