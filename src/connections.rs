@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -49,9 +49,14 @@ pub struct Activity {
     /// Whether any call has started: until then the handshake timeout applies.
     started: AtomicBool,
     epoch: Instant,
-    /// Told to close the connection, to make room for a newer one.
-    evicted: Notify,
+    /// `LIVE`, then `EVICTED` (told to close, its slot given away) or `ENDED`.
+    state: AtomicU8,
+    eviction: Notify,
 }
+
+const LIVE: u8 = 0;
+const EVICTED: u8 = 1;
+const ENDED: u8 = 2;
 
 impl Activity {
     fn new() -> Self {
@@ -60,8 +65,22 @@ impl Activity {
             quiet_since_ms: AtomicU64::new(0),
             started: AtomicBool::new(false),
             epoch: Instant::now(),
-            evicted: Notify::new(),
+            state: AtomicU8::new(LIVE),
+            eviction: Notify::new(),
         }
+    }
+
+    /// Tells a live connection to close, and whether it was live: its slot is then handed to
+    /// a newcomer at once, and the connection forfeits it when it ends.
+    fn evict(&self) -> bool {
+        let evicted = self
+            .state
+            .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if evicted {
+            self.eviction.notify_one();
+        }
+        evicted
     }
 
     fn has_started(&self) -> bool {
@@ -119,7 +138,19 @@ pub struct Guarded {
     limits: ConnectionLimits,
     timer: Pin<Box<Sleep>>,
     cut: Pin<Box<dyn Future<Output = ()> + Send>>,
-    _slot: OwnedSemaphorePermit,
+    /// The connection's place among the maximum; `None` only while being dropped.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if self.activity.state.swap(ENDED, Ordering::AcqRel) == EVICTED
+            && let Some(slot) = self.slot.take()
+        {
+            // Its newcomer holds a slot made for it already.
+            slot.forget();
+        }
+    }
 }
 
 impl Guarded {
@@ -235,10 +266,13 @@ pub fn accept(
             };
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
-                Err(_) => match waiting.make_room(&slots).await {
-                    Some(slot) => slot,
+                Err(_) => match waiting.make_room(&slots) {
+                    Some(slot) => {
+                        refusals.note(peer, limits.max_connections, Full::Evicted);
+                        slot
+                    }
                     None => {
-                        refusals.refused(peer, limits.max_connections);
+                        refusals.note(peer, limits.max_connections, Full::Refused);
                         continue;
                     }
                 },
@@ -260,10 +294,10 @@ pub fn accept(
                 cut: Box::pin(async move {
                     tokio::select! {
                         _ = cut.wait_for(|cut| *cut) => {}
-                        () = closing.evicted.notified() => {}
+                        () = closing.eviction.notified() => {}
                     }
                 }),
-                _slot: slot,
+                slot: Some(slot),
             };
             if sender.send(Ok(guarded)).await.is_err() {
                 return;
@@ -278,9 +312,6 @@ pub fn accept(
 struct Handshakes(VecDeque<Weak<Activity>>);
 
 impl Handshakes {
-    /// How long a newcomer waits for an evicted connection to give up its slot.
-    const EVICTION_WAIT: Duration = Duration::from_millis(200);
-
     fn push(&mut self, activity: &Arc<Activity>, max: usize) {
         if self.0.len() >= max.saturating_mul(2) {
             self.0
@@ -289,47 +320,60 @@ impl Handshakes {
         self.0.push_back(Arc::downgrade(activity));
     }
 
-    /// Closes the oldest connection still waiting for its first call, and takes its slot.
-    async fn make_room(&mut self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    /// Evicts the oldest connection still waiting for its first call, and gives its slot to
+    /// the newcomer; `None` when every connection has started calls.
+    fn make_room(&mut self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
         while let Some(oldest) = self.0.pop_front() {
             let Some(activity) = oldest.upgrade() else {
                 continue;
             };
-            if activity.has_started() {
+            if activity.has_started() || !activity.evict() {
                 continue;
             }
-            activity.evicted.notify_one();
-            drop(activity);
-            return tokio::time::timeout(Self::EVICTION_WAIT, slots.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok);
+            slots.add_permits(1);
+            return slots.clone().try_acquire_owned().ok();
         }
         None
     }
 }
 
-/// Logs refused connections at most every few seconds, with how many were refused.
+/// What happened to a connection that arrived with every slot taken.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// It took the slot of the oldest connection that never started a call.
+    Evicted,
+    /// It was closed: every connection has started calls.
+    Refused,
+}
+
+/// Logs what happens at the maximum at most every few seconds, with counts.
 #[derive(Default)]
 struct RefusalLog {
     last: Option<Instant>,
-    since_last: u64,
+    evicted: u64,
+    refused: u64,
 }
 
 impl RefusalLog {
     const EVERY: Duration = Duration::from_secs(5);
 
-    fn refused(&mut self, peer: SocketAddr, max: usize) {
-        self.since_last += 1;
+    fn note(&mut self, peer: SocketAddr, max: usize, what: Full) {
+        match what {
+            Full::Evicted => self.evicted += 1,
+            Full::Refused => self.refused += 1,
+        }
         if self.last.is_none_or(|last| last.elapsed() >= Self::EVERY) {
             tracing::warn!(
                 %peer,
-                refused = self.since_last,
+                evicted = self.evicted,
+                refused = self.refused,
                 max_connections = max,
-                "refusing connections: the server has its maximum open"
+                "at the connection maximum: evicting connections that never started a call, \
+                 refusing newcomers when none is left"
             );
             self.last = Some(Instant::now());
-            self.since_last = 0;
+            self.evicted = 0;
+            self.refused = 0;
         }
     }
 }

@@ -38,6 +38,9 @@ struct Args {
     /// Concurrent clients entering wrong PINs (AssociateByPin) while the calls are timed.
     #[arg(long, default_value_t = 0)]
     guessers: usize,
+    /// Wrong PINs a second across all guessers; 0 for as fast as they can.
+    #[arg(long, default_value_t = 0)]
+    guess_rate: u32,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -104,7 +107,7 @@ async fn main() -> Result<(), Failure> {
         .await?;
 
     let guesser = customer("guesser").await?;
-    let guessing = Guessing::start(&channel, &guesser, args.guessers);
+    let guessing = Guessing::start(&channel, &guesser, args.guessers, args.guess_rate);
 
     let set = |round: usize| SetPermissionsRequest {
         contractor_id: contractor_id.clone(),
@@ -171,8 +174,10 @@ struct Guessing {
 }
 
 impl Guessing {
-    fn start(channel: &Channel, guesser: &str, clients: usize) -> Self {
+    fn start(channel: &Channel, guesser: &str, clients: usize, rate: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        // Each client's pace: `rate` shared among the clients.
+        let pace = (rate > 0).then(|| Duration::from_secs_f64(clients as f64 / f64::from(rate)));
         let tasks = (0..clients)
             .map(|client| {
                 let mut contractors = ContractorServiceClient::new(channel.clone());
@@ -180,7 +185,15 @@ impl Guessing {
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     let mut count = 0u64;
+                    let mut ticks = pace.map(|pace| {
+                        let mut ticks = tokio::time::interval(pace);
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        ticks
+                    });
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(ticks) = &mut ticks {
+                            ticks.tick().await;
+                        }
                         // Well-formed PINs (their check character holds) that no account has.
                         let seed = (client as u64) << 40 | count;
                         let pin = Pin::from_random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
