@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{Backend, TestDatabase, spawn_app_with};
+use crate::helpers::{Backend, TestDatabase, channel_to, spawn_app_with};
 use crate::process::ServerProcess;
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: a client that says hello and then
@@ -60,12 +60,8 @@ async fn all_closed(sockets: Vec<TcpStream>) -> Duration {
 }
 
 async fn served(address: SocketAddr) {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .expect("a valid URI")
-        .connect()
-        .await
-        .expect("a new client connects");
-    let mut identity = mandate::pb::identity_service_client::IdentityServiceClient::new(channel);
+    let mut identity =
+        mandate::pb::identity_service_client::IdentityServiceClient::new(channel_to(address).await);
     identity
         .register_customer(RegisterCustomerRequest {
             external_subject: format!("newcomer-{}", uuid::Uuid::now_v7()),
@@ -138,12 +134,7 @@ async fn a_connection_idle_after_its_calls_is_closed() {
 
 /// A client that has made a call over a connection of its own, which it keeps.
 async fn active_client(address: SocketAddr) -> HealthClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .expect("a valid URI")
-        .connect()
-        .await
-        .expect("connect");
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(channel_to(address).await);
     health
         .check(HealthCheckRequest::default())
         .await

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
 use tonic::Code;
 
 use crate::helpers::{Backend, as_customer, spawn_app};
@@ -11,32 +10,11 @@ use crate::on_both_backends;
 
 on_both_backends!(a_write_past_the_clients_deadline_is_abandoned_and_changes_nothing);
 
-async fn revision_counter(app: &crate::helpers::TestApp) -> i64 {
-    let db = app.store.connection();
-    db.query_one_raw(Statement::from_string(
-        db.get_database_backend(),
-        "SELECT value FROM revision_counter WHERE id = 1",
-    ))
-    .await
-    .expect("the counter")
-    .expect("a row")
-    .try_get_by_index(0)
-    .expect("a revision")
-}
-
 async fn a_write_past_the_clients_deadline_is_abandoned_and_changes_nothing(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let (manager, associate, contractor, _pin) = app.story().await;
-    let before = revision_counter(&app).await;
-
-    let other = Database::connect(&app.database().url)
-        .await
-        .expect("a connection of the test's own");
-    let writer = other.begin().await.expect("a transaction");
-    writer
-        .execute_unprepared("UPDATE revision_counter SET value = value WHERE id = 1")
-        .await
-        .expect("the revision lock");
+    let before = app.revision_counter().await;
+    let writer = app.hold_revision_lock().await;
 
     let mut request = as_customer(
         &manager,

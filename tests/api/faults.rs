@@ -10,7 +10,7 @@ use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::{self, CheckPermissionRequest, GetCustomerRequest, RegisterCustomerRequest};
 use mandate::startup::Application;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlitePool};
-use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -19,8 +19,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    Backend, Proxy, TestApp, TestDatabase, as_customer, expect_code, spawn_app, start_on,
-    start_with,
+    Backend, Proxy, TestApp, TestDatabase, as_customer, channel_to, expect_code, spawn_app,
+    start_on, start_with,
 };
 use crate::process::ServerProcess;
 
@@ -79,13 +79,7 @@ async fn register_many(app: &TestApp, prefix: &str, count: usize, hang_up: bool)
 }
 
 async fn connect(address: SocketAddr) -> IdentityServiceClient<Channel> {
-    IdentityServiceClient::new(
-        Channel::from_shared(format!("http://{address}"))
-            .expect("a valid URI")
-            .connect()
-            .await
-            .expect("connect to the server"),
-    )
+    IdentityServiceClient::new(channel_to(address).await)
 }
 
 /// `register_many` against the server at `address`.
@@ -145,10 +139,9 @@ async fn register_at(
 /// Every revision the audit trail holds, and the revision counter.
 async fn revisions(app: &TestApp) -> (Vec<i64>, i64) {
     let db = app.store.connection();
-    let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(Statement::from_string(
-            backend,
+            db.get_database_backend(),
             "SELECT revision FROM audit_events ORDER BY revision",
         ))
         .await
@@ -157,17 +150,7 @@ async fn revisions(app: &TestApp) -> (Vec<i64>, i64) {
         .iter()
         .map(|row| row.try_get_by_index::<i64>(0).expect("a revision"))
         .collect();
-    let counter = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT value FROM revision_counter WHERE id = 1",
-        ))
-        .await
-        .expect("the counter")
-        .expect("the counter row")
-        .try_get_by_index::<i64>(0)
-        .expect("a revision");
-    (events, counter)
+    (events, app.revision_counter().await)
 }
 
 /// Fills the disk under concurrent writers, frees it, writes again, restarts, and checks that
@@ -343,12 +326,13 @@ async fn health_becomes(app: &TestApp, wanted: ServingStatus) {
         .unwrap_or_else(|_| panic!("Health did not turn {wanted:?}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
+/// Does `change` to the SQLite file of a running server, then expects writes to answer
+/// UNAVAILABLE (saying the server needs a restart) and Health to turn NOT_SERVING; reads still
+/// answer from the file the server holds open, which nothing can change any more.
+async fn writes_stop_when_the_file_is(change: impl FnOnce(&str)) {
     let mut app = spawn_app(Backend::Sqlite).await;
     let ana = app.customer("ana").await;
-    let file = app.database().name.clone();
-    std::fs::remove_file(&file).expect("delete the database file");
+    change(&app.database().name);
 
     let refused = app
         .identity
@@ -364,7 +348,6 @@ async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
         "the message says what to do: {status:?}"
     );
     health_becomes(&app, ServingStatus::NotServing).await;
-    // Reads still answer from the file the server holds open: nothing can change it any more.
     app.identity
         .get_customer(GetCustomerRequest {
             customer_id: ana.customer_id,
@@ -374,24 +357,21 @@ async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_whose_sqlite_file_was_replaced_stops_acknowledging_writes() {
-    let mut app = spawn_app(Backend::Sqlite).await;
-    app.customer("ana").await;
-    let file = app.database().name.clone();
-    let copy = format!("{file}.copy");
-    std::fs::copy(&file, &copy).expect("copy the database file");
-    std::fs::rename(&copy, &file).expect("replace the database file");
+async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
+    writes_stop_when_the_file_is(|file| {
+        std::fs::remove_file(file).expect("delete the database file");
+    })
+    .await;
+}
 
-    let refused = app
-        .identity
-        .register_customer(RegisterCustomerRequest {
-            external_subject: "ben".into(),
-            display_name: "Ben".into(),
-            email: "ben@example.ca".into(),
-        })
-        .await;
-    expect_code(refused, Code::Unavailable);
-    health_becomes(&app, ServingStatus::NotServing).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_sqlite_file_was_replaced_stops_acknowledging_writes() {
+    writes_stop_when_the_file_is(|file| {
+        let copy = format!("{file}.copy");
+        std::fs::copy(file, &copy).expect("copy the database file");
+        std::fs::rename(&copy, file).expect("replace the database file");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,9 +418,6 @@ async fn timed<T>(call: impl Future<Output = Result<T, Status>>) -> (Result<T, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_postgres_outage_answers_unavailable_within_the_wait() {
     let database = TestDatabase::new(Backend::Postgres).await;
-    let direct = Database::connect(&database.url)
-        .await
-        .expect("a direct connection");
     let (credentials, rest) = database.url.split_once('@').expect("a URL with a user");
     let (server, name) = rest.split_once('/').expect("a URL with a database");
     let proxy = Proxy::start(server).await;
@@ -459,11 +436,7 @@ async fn a_silent_postgres_outage_answers_unavailable_within_the_wait() {
 
     // Writes in flight as the database goes silent: they queue behind a transaction of the
     // test's own that holds the revision lock, on a connection that bypasses the proxy.
-    let blocker = direct.begin().await.expect("a transaction");
-    blocker
-        .execute_unprepared("UPDATE revision_counter SET value = value WHERE id = 1")
-        .await
-        .expect("the revision lock");
+    let blocker = app.hold_revision_lock().await;
     let mut in_flight = JoinSet::new();
     for n in 0..3 {
         let mut identity = app.identity.clone();

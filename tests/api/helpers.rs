@@ -13,7 +13,7 @@ use mandate::pb::{
     RegisterContractorResponse, SetPermissionsRequest, SetPermissionsResponse,
 };
 use mandate::startup::Application;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, Statement, TransactionTrait};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -296,6 +296,34 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The revision counter: the revision of the latest change.
+    pub async fn revision_counter(&self) -> i64 {
+        let db = self.store.connection();
+        db.query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT value FROM revision_counter WHERE id = 1",
+        ))
+        .await
+        .expect("the revision counter")
+        .expect("the counter's row")
+        .try_get_by_index(0)
+        .expect("a revision")
+    }
+
+    /// A transaction of the test's own, on a connection straight to the database, holding the
+    /// revision lock that every writer needs until it is committed or rolled back.
+    pub async fn hold_revision_lock(&self) -> DatabaseTransaction {
+        let db = Database::connect(&self.database().url)
+            .await
+            .expect("a connection of the test's own");
+        let writer = db.begin().await.expect("a transaction");
+        writer
+            .execute_unprepared("UPDATE revision_counter SET value = value WHERE id = 1")
+            .await
+            .expect("the revision lock");
+        writer
+    }
+
     /// Associates `customer_id` with the account whose PIN is `pin`.
     pub async fn associate(&mut self, customer_id: &str, pin: &str) {
         self.contractors
@@ -397,6 +425,15 @@ pub fn contractor_request(business_name: &str) -> pb::RegisterContractorRequest 
             country: "CA".into(),
         }),
     }
+}
+
+/// A new connection to the server at `address`.
+pub async fn channel_to(address: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connect to the server")
 }
 
 /// `message` sent on behalf of `customer_id` (the portal's `x-customer-id`).

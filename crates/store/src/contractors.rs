@@ -18,18 +18,6 @@ use crate::{
     Revision, SealedPin, Store, new_id, now,
 };
 
-/// The account whose PIN hashes to `pin_hash`; `NOT_FOUND` when none has it.
-async fn account_by_pin(db: &impl ConnectionTrait, pin_hash: &str) -> Result<contractor::Model> {
-    contractor::Entity::find()
-        .filter(contractor::Column::PinHash.eq(pin_hash))
-        .one(db)
-        .await?
-        .ok_or_else(|| {
-            Rule::NotFound("no account has this PIN; check it with the person who shared it".into())
-                .into()
-        })
-}
-
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
 const PIN_ATTEMPTS: usize = 8;
 /// How many `merged_into` links an association follows before calling the data inconsistent.
@@ -350,6 +338,18 @@ pub(crate) async fn find_contractor(
         .one(db)
         .await?
         .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
+}
+
+/// The account whose PIN hashes to `pin_hash`; `NOT_FOUND` when none has it.
+async fn account_by_pin(db: &impl ConnectionTrait, pin_hash: &str) -> Result<contractor::Model> {
+    contractor::Entity::find()
+        .filter(contractor::Column::PinHash.eq(pin_hash))
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            Rule::NotFound("no account has this PIN; check it with the person who shared it".into())
+                .into()
+        })
 }
 
 /// A PIN from `new_pin` that no account holds, trying again on the rare collision.
