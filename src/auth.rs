@@ -1,25 +1,169 @@
-//! Who is calling. Every RPC learns its actor here, so the API-key layer planned in design.md
-//! ("Who is calling") slots in at one place: it will authenticate `authorization: Bearer …`,
-//! put the client's name and scopes into the request's extensions, and `actor` will read them.
+//! Who is calling. Every call to `mandate.v1` presents a client system's API key
+//! (`authorization: Bearer <key>`); [`AuthLayer`] checks it against the live keys, checks that
+//! the key's scopes allow the RPC, and puts the [`Client`] into the call's extensions, where
+//! [`client`] and [`acting_customer`] read it. Health and server reflection are open.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use mandate_domain::client::Scope;
 use mandate_domain::paging::is_identifier;
 use mandate_store::{Actor, Store};
-use tonic::Request;
+use tonic::body::Body;
+use tonic::{Request, Status};
+use tower::{Layer, Service};
 
 use crate::error::{ApiError, ApiResult};
+use crate::keys::{Client, KeyRing};
 
 /// The metadata key naming the customer a portal call acts for.
 pub const CUSTOMER_HEADER: &str = "x-customer-id";
 
-/// The client recorded in the audit trail until API keys identify clients.
-const UNIDENTIFIED_CLIENT: &str = "unidentified";
+/// The scopes that may call the RPC at `path`, any one of them sufficing; `None` for the open
+/// services (Health, reflection). An unknown `mandate.v1` method needs any valid key.
+pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
+    use Scope::{Check, Portal, Records, Staff};
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let scopes: &'static [Scope] = match (service, method) {
+        ("mandate.v1.IdentityService", "GetCustomer")
+        | ("mandate.v1.ContractorService", "GetContractor") => &[Portal, Staff],
+        ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", "MergeContractors") => {
+            &[Staff]
+        }
+        ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", _) => &[Portal],
+        (
+            "mandate.v1.PermissionService",
+            "CheckPermission" | "CheckPermissions" | "WatchChanges",
+        ) => &[Check],
+        ("mandate.v1.PermissionService", "ListAccessibleApplications") => &[Check, Portal],
+        ("mandate.v1.PermissionService", "LinkApplication" | "UnlinkApplication") => {
+            &[Records, Staff]
+        }
+        ("mandate.v1.PermissionService", _) => &[Portal],
+        (service, _) if service.starts_with("mandate.") => &Scope::ALL,
+        _ => return None,
+    };
+    Some(scopes)
+}
+
+/// Checks each call's key and scopes before it reaches a service.
+#[derive(Clone)]
+pub struct AuthLayer {
+    pub keys: Arc<KeyRing>,
+    /// Calls refused so far, for the log.
+    pub refused: Arc<AtomicU64>,
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for Authenticate<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Some(scopes) = required_scopes(request.uri().path()) {
+            match self.layer.authorize(&request, scopes) {
+                Ok(client) => {
+                    request.extensions_mut().insert(client);
+                }
+                Err(status) => {
+                    let refused = self.layer.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(
+                        path = %request.uri().path(),
+                        code = ?status.code(),
+                        refused,
+                        "call refused: {}",
+                        status.message()
+                    );
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+        }
+        let response = self.inner.call(request);
+        Box::pin(response)
+    }
+}
+
+impl AuthLayer {
+    /// The client whose key the call presents, if the key is live and its scopes allow the RPC.
+    fn authorize<B>(&self, request: &http::Request<B>, scopes: &[Scope]) -> Result<Client, Status> {
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "this call needs a client system's API key: send `authorization: Bearer <key>`",
+                )
+            })?;
+        let client = self.keys.verify(presented).ok_or_else(|| {
+            Status::unauthenticated("the API key is not valid: unknown, revoked or expired")
+        })?;
+        if !client.scopes.any_of(scopes) {
+            let needed: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+            return Err(Status::permission_denied(format!(
+                "the key of client `{}` lacks the scope this RPC needs: {}",
+                client.name,
+                needed.join(" or ")
+            )));
+        }
+        if request.headers().contains_key(CUSTOMER_HEADER) && !client.scopes.contains(Scope::Portal)
+        {
+            return Err(Status::permission_denied(format!(
+                "only a key with the portal scope may act for a customer (`{CUSTOMER_HEADER}`); \
+                 the key of client `{}` has none",
+                client.name
+            )));
+        }
+        Ok(client)
+    }
+}
 
 /// The client system behind a call, for the audit trail.
-pub fn client<T>(_request: &Request<T>) -> Actor {
-    Actor {
+pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
+    let client = request
+        .extensions()
+        .get::<Client>()
+        .ok_or_else(|| ApiError::Unauthenticated("this call presented no API key".to_owned()))?;
+    Ok(Actor {
         customer_id: None,
-        client: UNIDENTIFIED_CLIENT.to_owned(),
-    }
+        client: client.name.clone(),
+    })
 }
 
 /// A registered customer a call acts for.
@@ -51,7 +195,7 @@ pub async fn acting_customer<T>(store: &Store, request: &Request<T>) -> ApiResul
     Ok(ActingCustomer {
         actor: Actor {
             customer_id: Some(customer.customer_id.clone()),
-            ..client(request)
+            ..client(request)?
         },
         customer_id: customer.customer_id,
     })

@@ -38,6 +38,16 @@ pub struct Settings {
     #[arg(long, env = "MANDATE_PIN_SECRET_FILE")]
     pub pin_secret_file: Option<PathBuf>,
 
+    /// Where the first start writes the bootstrap API key (every scope) when the database has
+    /// no key yet. Defaults to `<database file>.bootstrap-key` for a SQLite file, and to
+    /// `mandate.bootstrap-key` in the working directory otherwise.
+    #[arg(long, env = "MANDATE_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<PathBuf>,
+
+    /// Whether server reflection (for grpcurl) is served, without a key. Health always is.
+    #[arg(long, env = "MANDATE_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reflection: bool,
+
     /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
     /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
     #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000,
@@ -171,6 +181,21 @@ impl Settings {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+
+    /// Where the bootstrap key goes.
+    pub fn bootstrap_key_file(&self) -> PathBuf {
+        if let Some(file) = &self.bootstrap_key_file {
+            return file.clone();
+        }
+        match self.sqlite_file() {
+            Some(db) => {
+                let mut name = db.into_os_string();
+                name.push(".bootstrap-key");
+                name.into()
+            }
+            None => PathBuf::from("mandate.bootstrap-key"),
         }
     }
 

@@ -9,6 +9,7 @@ mod connections;
 mod convert;
 mod deadline;
 mod error;
+pub mod keys;
 mod redact;
 mod secrets;
 mod services;

@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use mandate::config::Settings;
-use mandate::startup::Application;
+use mandate::startup::{Application, StartupError};
+use mandate_domain::client::{Scope, Scopes, parse_client_name};
 use tracing_subscriber::EnvFilter;
 
 /// Mandate: may this customer act for this professional/contractor account, with this permission?
@@ -23,6 +25,34 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage the API keys of client systems.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key for a client system and print it, once: it is stored only as a hash.
+    Create {
+        /// The client system, as the audit trail will name it (`payments`, `staff-console`).
+        #[arg(long)]
+        name: String,
+        /// What the key may do: portal, check, records, staff. Repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// When the key stops working, as an RFC 3339 time (`2027-06-30T00:00:00Z`).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List every key (never the keys themselves): id, client, scopes, prefix, times.
+    List,
+    /// Revoke a key: every server refuses it within a second.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        key_id: String,
+    },
 }
 
 #[tokio::main]
@@ -39,6 +69,7 @@ async fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Command::Migrate => mandate::startup::migrate(&cli.settings).await,
+        Command::Keys { command } => keys(&cli.settings, command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,4 +78,76 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mandate keys …`.
+async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupError> {
+    let store = mandate::startup::open_store(settings).await?;
+    match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            expires,
+        } => {
+            let name = parse_client_name("--name", &name).map_err(invalid)?;
+            let scopes = scopes
+                .iter()
+                .map(|scope| Scope::parse("--scope", scope))
+                .collect::<Result<Scopes, _>>()
+                .map_err(invalid)?;
+            let expire_time = expires
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(&text)
+                        .map(|time| time.with_timezone(&Utc))
+                        .map_err(|err| {
+                            StartupError::Invalid(format!(
+                                "--expires must be an RFC 3339 time: {err}"
+                            ))
+                        })
+                })
+                .transpose()?;
+            let issued = mandate::keys::create(&store, &name, scopes, expire_time).await?;
+            eprintln!(
+                "created key {} for client `{name}` with scopes {scopes}; it is shown once, here:",
+                issued.record.key_id
+            );
+            println!("{}", issued.secret);
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<36}  {:<20}  {:<26}  {:<12}  {:<20}  {:<20}  revoked",
+                "key id", "client", "scopes", "prefix", "created", "expires"
+            );
+            let time = |t: Option<DateTime<Utc>>| {
+                t.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                )
+            };
+            for key in store.keys().await? {
+                println!(
+                    "{:<36}  {:<20}  {:<26}  {:<12}  {:<20}  {:<20}  {}",
+                    key.key_id,
+                    key.name,
+                    key.scopes.to_string(),
+                    key.key_prefix,
+                    time(Some(key.create_time)),
+                    time(key.expire_time),
+                    time(key.revoke_time)
+                );
+            }
+        }
+        KeysCommand::Revoke { key_id } => {
+            let key = store.revoke_key(key_id.trim()).await?;
+            eprintln!(
+                "revoked key {} of client `{}`: every server refuses it within a second",
+                key.key_id, key.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn invalid(err: mandate_domain::Error) -> StartupError {
+    StartupError::Invalid(err.to_string())
 }

@@ -14,9 +14,11 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::AuthLayer;
 use crate::config::Settings;
 use crate::connections::{self, ActivityLayer, ConnectionLimits};
 use crate::deadline::DeadlineLayer;
+use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
@@ -41,6 +43,10 @@ pub enum StartupError {
     DatabaseMissing { file: String, traces: String },
     #[error("cannot open the database: {0}")]
     Store(#[from] mandate_store::Error),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -60,6 +66,8 @@ pub struct Application {
     keepalive: Duration,
     grace: Duration,
     database_wait: Duration,
+    reflection: bool,
+    keys: Arc<KeyRing>,
     state: Shared,
 }
 
@@ -76,6 +84,17 @@ impl Application {
         if !store.matches_key_fingerprint(&vault.fingerprint()).await? {
             return Err(StartupError::WrongSecret);
         }
+        let key_file = settings.bootstrap_key_file();
+        if let Some(key) = keys::bootstrap(&store, &key_file).await? {
+            tracing::info!(
+                file = %key_file.display(),
+                key_id = %key.key_id,
+                "no API key existed: created a bootstrap key with every scope; create keys for \
+                 each client system with `mandate keys create` and revoke this one"
+            );
+        }
+        let keys = Arc::new(KeyRing::default());
+        keys.reload(&store).await?;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -94,6 +113,8 @@ impl Application {
             keepalive: Duration::from_millis(settings.keepalive_ms),
             grace: Duration::from_millis(settings.shutdown_grace_ms),
             database_wait: Duration::from_millis(settings.database_wait_ms),
+            reflection: settings.reflection,
+            keys,
             state: Arc::new(State {
                 store,
                 vault,
@@ -141,6 +162,7 @@ impl Application {
                 .await;
         }
         tokio::spawn(watch_database(self.state.clone(), health));
+        tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
         let state = self.state.clone();
         let (stopped, mut stopped_seen) = watch::channel(false);
         let stop = async move {
@@ -157,12 +179,20 @@ impl Application {
             .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
             .layer(ActivityLayer)
+            .layer(AuthLayer {
+                keys: self.keys.clone(),
+                refused: Arc::default(),
+            })
             .layer(DeadlineLayer {
                 wait: self.database_wait,
             })
             .add_service(health_service)
-            .add_service(v1.build_v1()?)
-            .add_service(v1alpha.build_v1alpha()?)
+            .add_optional_service(self.reflection.then(|| v1.build_v1()).transpose()?)
+            .add_optional_service(
+                self.reflection
+                    .then(|| v1alpha.build_v1alpha())
+                    .transpose()?,
+            )
             .add_service(
                 IdentityServiceServer::new(IdentityApi(self.state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -251,6 +281,32 @@ async fn watch_database(state: Shared, health: HealthReporter) {
     }
 }
 
+/// Reloads the live API keys every `KEY_RELOAD`, so that keys created or revoked through any
+/// replica take effect here within a second. While the database does not answer, the keys last
+/// loaded stay in force. Ends when the server stops.
+async fn reload_keys(state: Shared, keys: Arc<KeyRing>) {
+    let mut stopping = state.stopping.subscribe();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(KEY_RELOAD) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        }
+        match keys.reload(&state.store).await {
+            Ok(_) if failing => {
+                tracing::info!("API keys reloaded again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(err) if !failing => {
+                tracing::warn!(error = %err, "cannot reload the API keys; the last ones loaded stay in force");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Refuses to start on a missing SQLite file whose companions (its secret file, migration lock
 /// or write-ahead log) show it existed: creating an empty database in its place would quietly
 /// lose every account.
@@ -304,8 +360,15 @@ async fn shutdown_signal() {
 
 /// Applies pending migrations to the configured database (`mandate migrate`).
 pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
-    let store = Store::connect(&settings.database_url, settings.store_options()).await?;
-    store.migrate().await?;
+    open_store(settings).await?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// The configured database, migrated, for the operator's commands.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
+    require_existing_database(settings)?;
+    let store = Store::connect(&settings.database_url, settings.store_options()).await?;
+    store.migrate().await?;
+    Ok(store)
 }

@@ -20,6 +20,9 @@ use mandate::pb::{
 };
 use mandate_domain::pin::Pin;
 use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Times CheckPermission and SetPermissions against a running Mandate server.
@@ -29,6 +32,9 @@ struct Args {
     /// The server to measure.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// An API key with the portal and check scopes (the bootstrap key will do).
+    #[arg(long, env = "MANDATE_API_KEY", hide_env_values = true)]
+    key: String,
     /// Timed calls per RPC.
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
@@ -48,7 +54,10 @@ type Failure = Box<dyn std::error::Error>;
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let channel = Channel::from_shared(args.target.clone())?.connect().await?;
+    let channel = InterceptedService::new(
+        Channel::from_shared(args.target.clone())?.connect().await?,
+        WithKey(format!("Bearer {}", args.key.trim()).parse()?),
+    );
     let mut identity = IdentityServiceClient::new(channel.clone());
     let mut contractors = ContractorServiceClient::new(channel.clone());
     let mut permissions = PermissionServiceClient::new(channel.clone());
@@ -174,7 +183,7 @@ struct Guessing {
 }
 
 impl Guessing {
-    fn start(channel: &Channel, guesser: &str, clients: usize, rate: u32) -> Self {
+    fn start(channel: &Authed, guesser: &str, clients: usize, rate: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         // Each client's pace: `rate` shared among the clients.
         let pace = (rate > 0).then(|| Duration::from_secs_f64(clients as f64 / f64::from(rate)));
@@ -235,6 +244,21 @@ impl Guessing {
         Ok(Some((total, elapsed)))
     }
 }
+
+/// Presents the API key on every call.
+#[derive(Clone)]
+struct WithKey(MetadataValue<Ascii>);
+
+impl Interceptor for WithKey {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, WithKey>;
 
 /// `message` on behalf of `customer_id`.
 fn acting<T>(customer_id: &str, message: T) -> Result<Request<T>, Failure> {

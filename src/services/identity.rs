@@ -22,7 +22,7 @@ impl IdentityService for IdentityApi {
         request: Request<RegisterCustomerRequest>,
     ) -> Result<Response<RegisterCustomerResponse>, Status> {
         reply(async {
-            let actor = auth::client(&request);
+            let actor = auth::client(&request)?;
             let body = request.get_ref();
             let new = NewCustomer::parse(&body.external_subject, &body.display_name, &body.email)?;
             let (customer, revision) = self.0.store.register_customer(&actor, new).await?;

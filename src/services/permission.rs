@@ -125,7 +125,7 @@ impl PermissionApi {
         contractor_id: &str,
         linked: bool,
     ) -> ApiResult<i64> {
-        let actor = auth::client(request);
+        let actor = auth::client(request)?;
         let application_id = parse_application_id("application_id", application_id)?;
         let contractor_id = parse_id("contractor_id", contractor_id)?;
         let revision = self

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{Backend, TestDatabase, channel_to, spawn_app_with};
+use crate::helpers::{Backend, TestDatabase, channel_to, spawn_app_with, with_key};
 use crate::process::ServerProcess;
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: a client that says hello and then
@@ -59,9 +59,11 @@ async fn all_closed(sockets: Vec<TcpStream>) -> Duration {
         .expect("the server closed every idle socket")
 }
 
-async fn served(address: SocketAddr) {
-    let mut identity =
-        mandate::pb::identity_service_client::IdentityServiceClient::new(channel_to(address).await);
+async fn served(address: SocketAddr, key: &str) {
+    let mut identity = mandate::pb::identity_service_client::IdentityServiceClient::new(with_key(
+        channel_to(address).await,
+        key,
+    ));
     identity
         .register_customer(RegisterCustomerRequest {
             external_subject: format!("newcomer-{}", uuid::Uuid::now_v7()),
@@ -84,10 +86,10 @@ async fn idle_and_preface_only_connections_are_closed_while_new_clients_are_serv
     for n in 0..600 {
         sockets.push(idle_socket(address, n % 2 == 1).await);
     }
-    served(address).await;
+    served(address, &app.key).await;
     let longest = all_closed(sockets).await;
     eprintln!("600 idle sockets closed, the last after {longest:?}");
-    served(address).await;
+    served(address, &app.key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +165,7 @@ async fn at_the_maximum_silent_connections_make_room_for_new_clients() {
     }
     let longest = all_closed(oldest).await;
     eprintln!("19 silent connections evicted by newer ones, the last after {longest:?}");
-    served(address).await;
+    served(address, &app.key).await;
     drop(newest);
 }
 
@@ -196,24 +198,20 @@ async fn connections_beyond_the_maximum_of_active_ones_are_closed_as_they_arrive
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_within_the_grace_period_despite_silent_clients() {
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let url = database.url.clone();
-    let server = tokio::task::spawn_blocking(move || {
-        ServerProcess::start(
-            &url,
-            &[
-                "--shutdown-grace-ms",
-                "1000",
-                "--handshake-timeout-ms",
-                "600000",
-                "--idle-timeout-ms",
-                "600000",
-            ],
-        )
-    })
-    .await
-    .expect("the server process starts");
+    let server = ServerProcess::start(
+        &database,
+        &[
+            "--shutdown-grace-ms",
+            "1000",
+            "--handshake-timeout-ms",
+            "600000",
+            "--idle-timeout-ms",
+            "600000",
+        ],
+    )
+    .await;
     let address = server.address;
-    served(address).await;
+    served(address, &database.key()).await;
     let mut sockets = Vec::new();
     for n in 0..20 {
         sockets.push(idle_socket(address, n % 2 == 1).await);

@@ -12,15 +12,14 @@ use mandate::startup::Application;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlitePool};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    Backend, Proxy, TestApp, TestDatabase, as_customer, channel_to, expect_code, spawn_app,
-    start_on, start_with,
+    Authed, Backend, Proxy, TestApp, TestDatabase, as_customer, channel_to, expect_code, spawn_app,
+    start_on, start_with, with_key,
 };
 use crate::process::ServerProcess;
 
@@ -75,28 +74,29 @@ enum Outcome {
 /// Registers `count` customers named `{prefix}-{n}`, all at once; when `hang_up` is set,
 /// every other client gives up after a short, varying time, mid-write.
 async fn register_many(app: &TestApp, prefix: &str, count: usize, hang_up: bool) -> Vec<Outcome> {
-    register_at(app.address(), prefix, count, hang_up).await
+    register_at(app.address(), &app.key, prefix, count, hang_up).await
 }
 
-async fn connect(address: SocketAddr) -> IdentityServiceClient<Channel> {
-    IdentityServiceClient::new(channel_to(address).await)
+async fn connect(address: SocketAddr, key: &str) -> IdentityServiceClient<Authed> {
+    IdentityServiceClient::new(with_key(channel_to(address).await, key))
 }
 
 /// `register_many` against the server at `address`.
 async fn register_at(
     address: SocketAddr,
+    key: &str,
     prefix: &str,
     count: usize,
     hang_up: bool,
 ) -> Vec<Outcome> {
-    let shared = connect(address).await;
+    let shared = connect(address, key).await;
     let mut calls = JoinSet::new();
     for n in 0..count {
         let hangs_up = hang_up && n % 2 == 0;
         // A client that hangs up has a connection of its own: the server closes a connection
         // whose client resets many streams at once (HTTP/2 rapid-reset protection).
         let mut identity = if hangs_up {
-            connect(address).await
+            connect(address, key).await
         } else {
             shared.clone()
         };
@@ -160,7 +160,7 @@ async fn acknowledged_writes_survive_a_full_disk(hang_up: bool) {
     let address = app.address();
     let mut outcomes = register_many(&app, "before", 20, false).await;
     fill_the_disk(&app).await;
-    outcomes.extend(until_refused(address).await);
+    outcomes.extend(until_refused(address, &app.key).await);
     outcomes.extend(register_many(&app, "during", 150, hang_up).await);
     free_the_disk(&app).await;
     outcomes.extend(register_many(&app, "after", 40, hang_up).await);
@@ -172,17 +172,15 @@ async fn acknowledged_writes_survive_a_full_disk(hang_up: bool) {
 /// file made unwritable.
 async fn acknowledged_writes_survive_failed_commits(hang_up: bool) {
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let url = database.url.clone();
-    let server = tokio::task::spawn_blocking(move || ServerProcess::start(&url, &[]))
-        .await
-        .expect("the server process starts");
+    let server = ServerProcess::start(&database, &[]).await;
     let address = server.address;
-    let mut outcomes = register_at(address, "before", 20, false).await;
+    let key = database.key();
+    let mut outcomes = register_at(address, &key, "before", 20, false).await;
     server.limit_file_size(Some(0));
-    outcomes.extend(until_refused(address).await);
-    outcomes.extend(register_at(address, "during", 100, hang_up).await);
+    outcomes.extend(until_refused(address, &key).await);
+    outcomes.extend(register_at(address, &key, "during", 100, hang_up).await);
     server.limit_file_size(None);
-    outcomes.extend(register_at(address, "after", 50, hang_up).await);
+    outcomes.extend(register_at(address, &key, "after", 50, hang_up).await);
     let (status, _) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("the server process stops");
@@ -191,10 +189,10 @@ async fn acknowledged_writes_survive_failed_commits(hang_up: bool) {
 }
 
 /// Writes one at a time until one is refused, which shows the fault is in place.
-async fn until_refused(address: SocketAddr) -> Vec<Outcome> {
+async fn until_refused(address: SocketAddr, key: &str) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for n in 0..200 {
-        let outcome = register_at(address, &format!("probe-{n}"), 1, false).await;
+        let outcome = register_at(address, key, &format!("probe-{n}"), 1, false).await;
         let refused = matches!(outcome[..], [Outcome::Refused(_)]);
         outcomes.extend(outcome);
         if refused {

@@ -16,6 +16,9 @@ use mandate::startup::Application;
 use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, Statement, TransactionTrait};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -62,22 +65,23 @@ pub struct TestDatabase {
     pub url: String,
     /// The SQLite file or PostgreSQL database name.
     pub name: String,
-    dir: Option<PathBuf>,
+    dir: PathBuf,
 }
 
 impl TestDatabase {
     pub async fn new(backend: Backend) -> Self {
         let unique = uuid::Uuid::now_v7().simple().to_string();
+        // The SQLite file, or the bootstrap key file of a PostgreSQL test, lives here.
+        let dir = std::env::temp_dir().join(format!("mandate-test-{unique}"));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
         match backend {
             Backend::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("mandate-test-{unique}"));
-                std::fs::create_dir_all(&dir).expect("create a temporary directory");
                 let file = dir.join("mandate.db");
                 Self {
                     backend,
                     url: format!("sqlite://{}?mode=rwc", file.display()),
                     name: file.display().to_string(),
-                    dir: Some(dir),
+                    dir,
                 }
             }
             Backend::Postgres => {
@@ -96,10 +100,23 @@ impl TestDatabase {
                     backend,
                     url: format!("{server}/{name}"),
                     name,
-                    dir: None,
+                    dir,
                 }
             }
         }
+    }
+
+    /// Where servers on this database write the bootstrap API key.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("bootstrap-key")
+    }
+
+    /// The bootstrap API key a server on this database wrote.
+    pub fn key(&self) -> String {
+        std::fs::read_to_string(self.key_file())
+            .expect("the bootstrap key file")
+            .trim()
+            .to_owned()
     }
 
     /// The settings of a server on port 0 over this database.
@@ -117,6 +134,8 @@ impl TestDatabase {
                 ),
             },
             pin_secret_file: None,
+            bootstrap_key_file: Some(self.key_file()),
+            reflection: true,
             managerless_policy: Policy::Manager,
             database_wait_ms: 5000,
             handshake_timeout_ms: 10_000,
@@ -130,9 +149,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
         if self.backend == Backend::Postgres {
             let name = self.name.clone();
             // Drop runs inside the test's runtime; a thread of its own may block on a new one.
@@ -162,10 +179,13 @@ pub struct TestApp {
     address: std::net::SocketAddr,
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
-    pub identity: IdentityServiceClient<Channel>,
-    pub contractors: ContractorServiceClient<Channel>,
-    pub permissions: PermissionServiceClient<Channel>,
+    pub identity: IdentityServiceClient<Authed>,
+    pub contractors: ContractorServiceClient<Authed>,
+    pub permissions: PermissionServiceClient<Authed>,
+    /// The connection, without a key: for Health and reflection, which need none.
     pub channel: Channel,
+    /// The bootstrap key, with every scope, that the clients above present.
+    pub key: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     /// `Some` for the server that owns the database, until `stop` hands it back; declared last,
@@ -197,7 +217,8 @@ pub async fn start_with(database: TestDatabase, settings: &Settings) -> TestApp 
     let app = Application::build(settings)
         .await
         .expect("the server starts");
-    serve(app, Some(database)).await
+    let key = database.key();
+    serve(app, Some(database), key).await
 }
 
 /// Starts two servers over one fresh database at the same moment, as two replicas would;
@@ -207,12 +228,18 @@ pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
     let settings = database.settings();
     let (first, second) =
         tokio::join!(Application::build(&settings), Application::build(&settings));
-    let first = serve(first.expect("the first replica starts"), Some(database)).await;
-    let second = serve(second.expect("the second replica starts"), None).await;
+    let key = database.key();
+    let first = serve(
+        first.expect("the first replica starts"),
+        Some(database),
+        key.clone(),
+    )
+    .await;
+    let second = serve(second.expect("the second replica starts"), None, key).await;
     (first, second)
 }
 
-async fn serve(app: Application, database: Option<TestDatabase>) -> TestApp {
+async fn serve(app: Application, database: Option<TestDatabase>, key: String) -> TestApp {
     let address = app.address();
     let store = app.store();
     let (stop, stopped) = oneshot::channel();
@@ -231,10 +258,11 @@ async fn serve(app: Application, database: Option<TestDatabase>) -> TestApp {
     TestApp {
         address,
         store,
-        identity: IdentityServiceClient::new(channel.clone()),
-        contractors: ContractorServiceClient::new(channel.clone()),
-        permissions: PermissionServiceClient::new(channel.clone()),
+        identity: IdentityServiceClient::new(with_key(channel.clone(), &key)),
+        contractors: ContractorServiceClient::new(with_key(channel.clone(), &key)),
+        permissions: PermissionServiceClient::new(with_key(channel.clone(), &key)),
         channel,
+        key,
         stop: Some(stop),
         server: Some(server),
         database,
@@ -425,6 +453,30 @@ pub fn contractor_request(business_name: &str) -> pb::RegisterContractorRequest 
             country: "CA".into(),
         }),
     }
+}
+
+/// Presents an API key on every call.
+#[derive(Clone)]
+pub struct WithKey(MetadataValue<Ascii>);
+
+impl Interceptor for WithKey {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A connection whose calls present a key.
+pub type Authed = InterceptedService<Channel, WithKey>;
+
+/// `channel`, presenting `key` on every call.
+pub fn with_key(channel: Channel, key: &str) -> Authed {
+    let value = format!("Bearer {key}")
+        .parse()
+        .expect("a key is valid metadata");
+    InterceptedService::new(channel, WithKey(value))
 }
 
 /// A new connection to the server at `address`.

@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::helpers::TestDatabase;
+
 /// A `mandate` server process, and the lines it logs.
 pub struct ServerProcess {
     /// `None` once it has exited.
@@ -39,11 +41,31 @@ pub fn mandate_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
 }
 
 impl ServerProcess {
-    /// Starts `mandate` on a free port and waits until it serves.
-    pub fn start(database_url: &str, args: &[&str]) -> Self {
-        let mut all = vec!["--listen", "127.0.0.1:0", "--database-url", database_url];
-        all.extend_from_slice(args);
-        let mut child = mandate_command(&all, &[])
+    /// Starts `mandate` on a free port over `database`, with `args`, and waits until it serves;
+    /// it writes its bootstrap key where `database.key()` reads it.
+    pub async fn start(database: &TestDatabase, args: &[&str]) -> Self {
+        let mut all: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database.url,
+            "--bootstrap-key-file",
+            &database.key_file().display().to_string(),
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            Self::spawn(&args)
+        })
+        .await
+        .expect("the server process starts")
+    }
+
+    fn spawn(all: &[&str]) -> Self {
+        let mut child = mandate_command(all, &[])
             .spawn()
             .expect("start the mandate binary");
         let (sender, lines) = mpsc::channel();

@@ -11,7 +11,7 @@ use mandate::pb::{
 use tokio::task::JoinSet;
 use tonic::Code;
 
-use crate::helpers::{Backend, as_customer, permissions, spawn_app};
+use crate::helpers::{Backend, as_customer, channel_to, permissions, spawn_app, with_key};
 
 const ROUNDS: u64 = 200;
 
@@ -59,12 +59,7 @@ async fn managers_racing_to_revoke_remove_and_leave_always_leave_a_manager_on_po
             let actor = actor.clone();
             let contractor = contractor.clone();
             // Each racer on its own connection.
-            let channel =
-                tonic::transport::Channel::from_shared(format!("http://{}", app.address()))
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
+            let channel = with_key(channel_to(app.address()).await, &app.key);
             racers.spawn(async move {
                 let mut permissions_api =
                     mandate::pb::permission_service_client::PermissionServiceClient::new(

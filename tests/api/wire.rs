@@ -12,7 +12,12 @@ use crate::helpers::{Backend, spawn_app};
 
 /// Sends `message` (already encoded, or not) to the gRPC method at `path` over a fresh HTTP/2
 /// connection; returns the status code and message, and the response's first message.
-async fn raw_call(address: SocketAddr, path: &str, message: &[u8]) -> (Code, String, Bytes) {
+async fn raw_call(
+    address: SocketAddr,
+    key: &str,
+    path: &str,
+    message: &[u8],
+) -> (Code, String, Bytes) {
     let socket = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
@@ -22,6 +27,7 @@ async fn raw_call(address: SocketAddr, path: &str, message: &[u8]) -> (Code, Str
     let request = http::Request::post(format!("http://{address}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
+        .header("authorization", format!("Bearer {key}"))
         .body(())
         .expect("a request");
     let (response, mut body) = client.send_request(request, false).expect("send");
@@ -76,7 +82,7 @@ async fn undecodable_requests_answer_invalid_argument() {
         "/mandate.v1.PermissionService/CheckPermissions",
         "/mandate.v1.PermissionService/WatchChanges",
     ] {
-        let (code, message, _) = raw_call(app.address(), path, GARBAGE).await;
+        let (code, message, _) = raw_call(app.address(), &app.key, path, GARBAGE).await;
         assert_eq!(code, Code::InvalidArgument, "{path}: {message}");
         assert!(message.contains("protobuf"), "{path}: {message}");
     }
@@ -89,7 +95,7 @@ async fn an_oversized_batch_is_refused_unread_and_the_largest_legitimate_one_is_
     // 4 MB of empty items: two bytes each on the wire, a whole CheckPermissionRequest each once
     // decoded.
     let empty_items = [0x0a, 0x00].repeat(2 * 1024 * 1024);
-    let (code, message, _) = raw_call(app.address(), path, &empty_items).await;
+    let (code, message, _) = raw_call(app.address(), &app.key, path, &empty_items).await;
     assert_eq!(code, Code::OutOfRange, "{message}");
 
     // The largest batch a caller may send: 100 items, every field at its longest, in four-byte
@@ -105,7 +111,7 @@ async fn an_oversized_batch_is_refused_unread_and_the_largest_legitimate_one_is_
         items: vec![item; 100],
     }
     .encode_to_vec();
-    let (code, message, first) = raw_call(app.address(), path, &largest).await;
+    let (code, message, first) = raw_call(app.address(), &app.key, path, &largest).await;
     assert_eq!(code, Code::Ok, "{message}");
     let answer = CheckPermissionsResponse::decode(first).expect("a CheckPermissionsResponse");
     assert_eq!(answer.results.len(), 100);

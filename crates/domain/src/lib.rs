@@ -5,6 +5,7 @@
 //! email or postal code cannot exist past it.
 
 pub mod application;
+pub mod client;
 pub mod contractor;
 pub mod customer;
 pub mod decision;

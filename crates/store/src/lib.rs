@@ -13,6 +13,7 @@ mod customers;
 mod entity;
 mod error;
 mod hygiene;
+mod keys;
 mod migration;
 mod permissions;
 mod records;
@@ -34,6 +35,7 @@ use tokio::sync::Notify;
 
 pub use applications::{ApplicationCursor, CheckTarget};
 pub use error::{Error, Result};
+pub use keys::{ApiKey, NewKey};
 pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin,

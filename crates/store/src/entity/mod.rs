@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table.
 
+pub mod api_key;
 pub mod application_link;
 pub mod audit_event;
 pub mod contractor;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261123_000001_applications;
 mod m20261123_000002_key_check;
+mod m20261130_000001_api_keys;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261123_000001_applications::Migration),
             Box::new(m20261123_000002_key_check::Migration),
+            Box::new(m20261130_000001_api_keys::Migration),
         ]
     }
 }
