@@ -128,6 +128,11 @@ impl Application {
         self.state.store.clone()
     }
 
+    /// The live API keys the server checks calls against, for tests that reload them at once.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.clone()
+    }
+
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address

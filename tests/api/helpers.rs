@@ -179,6 +179,8 @@ pub struct TestApp {
     address: std::net::SocketAddr,
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
+    /// The server's live API keys, to reload at once after a test changes them.
+    pub keys: std::sync::Arc<mandate::keys::KeyRing>,
     pub identity: IdentityServiceClient<Authed>,
     pub contractors: ContractorServiceClient<Authed>,
     pub permissions: PermissionServiceClient<Authed>,
@@ -242,6 +244,7 @@ pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
 async fn serve(app: Application, database: Option<TestDatabase>, key: String) -> TestApp {
     let address = app.address();
     let store = app.store();
+    let keys = app.keys();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(async move {
         app.run_until(async {
@@ -258,6 +261,7 @@ async fn serve(app: Application, database: Option<TestDatabase>, key: String) ->
     TestApp {
         address,
         store,
+        keys,
         identity: IdentityServiceClient::new(with_key(channel.clone(), &key)),
         contractors: ContractorServiceClient::new(with_key(channel.clone(), &key)),
         permissions: PermissionServiceClient::new(with_key(channel.clone(), &key)),

@@ -11,6 +11,7 @@ mod faults;
 mod feed;
 mod guessing;
 mod identity;
+mod keys;
 mod permission;
 mod process;
 mod races;

@@ -1,0 +1,411 @@
+//! API keys and scopes: every `mandate.v1` RPC needs a live key whose scopes allow it; Health
+//! and reflection need none; the audit trail names the client behind each change.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mandate::keys::KEY_PREFIX;
+use mandate::pb::contractor_service_client::ContractorServiceClient;
+use mandate::pb::identity_service_client::IdentityServiceClient;
+use mandate::pb::permission_service_client::PermissionServiceClient;
+use mandate::pb::*;
+use mandate_domain::client::{Scope, Scopes};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{
+    Authed, Backend, TestApp, TestDatabase, as_customer, spawn_app, start_on, start_replicas,
+    with_key,
+};
+use crate::on_both_backends;
+
+on_both_backends!(
+    each_scope_reaches_its_rpcs_and_no_others,
+    calls_without_a_live_key_are_unauthenticated_and_health_needs_none,
+    the_audit_trail_names_the_client_behind_each_change,
+    only_portal_keys_may_act_for_a_customer
+);
+
+/// A key for the client `name` with `scopes`, live on `app` at once.
+async fn key_for(
+    app: &TestApp,
+    name: &str,
+    scopes: &[Scope],
+    expires_in: Option<chrono::Duration>,
+) -> String {
+    let scopes: Scopes = scopes.iter().copied().collect();
+    let issued =
+        mandate::keys::create(&app.store, name, scopes, expires_in.map(|d| Utc::now() + d))
+            .await
+            .expect("a key");
+    app.keys.reload(&app.store).await.expect("reload the keys");
+    issued.secret
+}
+
+/// `message`, as `customer` when given.
+fn request<T>(customer: Option<&str>, message: T) -> Request<T> {
+    match customer {
+        Some(customer) => as_customer(customer, message),
+        None => Request::new(message),
+    }
+}
+
+/// Every `mandate.v1` RPC, with the scopes that may call it.
+const RPCS: &[(&str, &[Scope])] = &[
+    ("RegisterCustomer", &[Scope::Portal]),
+    ("GetCustomer", &[Scope::Portal, Scope::Staff]),
+    ("LinkLegacyCustomer", &[Scope::Portal]),
+    ("RegisterContractor", &[Scope::Portal]),
+    ("GetContractor", &[Scope::Portal, Scope::Staff]),
+    ("UpdateContractor", &[Scope::Portal]),
+    ("ListMyContractors", &[Scope::Portal]),
+    ("AssociateByPin", &[Scope::Portal]),
+    ("GetPin", &[Scope::Portal]),
+    ("RotatePin", &[Scope::Portal]),
+    ("LeaveContractor", &[Scope::Portal]),
+    ("MergeContractors", &[Scope::Staff]),
+    ("ListAssociates", &[Scope::Portal]),
+    ("SetPermissions", &[Scope::Portal]),
+    ("RemoveAssociate", &[Scope::Portal]),
+    ("CheckPermission", &[Scope::Check]),
+    ("CheckPermissions", &[Scope::Check]),
+    ("LinkApplication", &[Scope::Records, Scope::Staff]),
+    ("UnlinkApplication", &[Scope::Records, Scope::Staff]),
+    ("ListAccessibleApplications", &[Scope::Check, Scope::Portal]),
+    ("WatchChanges", &[Scope::Check]),
+    ("ListAuditEvents", &[Scope::Portal]),
+];
+
+/// Calls `rpc` over `channel` with an empty request; as `customer` for the portal's RPCs.
+async fn call(channel: &Authed, rpc: &str, customer: Option<&str>) -> Result<(), Status> {
+    let identity = || IdentityServiceClient::new(channel.clone());
+    let contractors = || ContractorServiceClient::new(channel.clone());
+    let permissions = || PermissionServiceClient::new(channel.clone());
+    macro_rules! ask {
+        ($client:expr, $method:ident, $message:ty) => {
+            $client
+                .$method(request(customer, <$message>::default()))
+                .await
+                .map(|_| ())
+        };
+    }
+    match rpc {
+        "RegisterCustomer" => ask!(identity(), register_customer, RegisterCustomerRequest),
+        "GetCustomer" => ask!(identity(), get_customer, GetCustomerRequest),
+        "LinkLegacyCustomer" => ask!(identity(), link_legacy_customer, LinkLegacyCustomerRequest),
+        "RegisterContractor" => ask!(
+            contractors(),
+            register_contractor,
+            RegisterContractorRequest
+        ),
+        "GetContractor" => ask!(contractors(), get_contractor, GetContractorRequest),
+        "UpdateContractor" => ask!(contractors(), update_contractor, UpdateContractorRequest),
+        "ListMyContractors" => ask!(contractors(), list_my_contractors, ListMyContractorsRequest),
+        "AssociateByPin" => ask!(contractors(), associate_by_pin, AssociateByPinRequest),
+        "GetPin" => ask!(contractors(), get_pin, GetPinRequest),
+        "RotatePin" => ask!(contractors(), rotate_pin, RotatePinRequest),
+        "LeaveContractor" => ask!(contractors(), leave_contractor, LeaveContractorRequest),
+        "MergeContractors" => ask!(contractors(), merge_contractors, MergeContractorsRequest),
+        "ListAssociates" => ask!(permissions(), list_associates, ListAssociatesRequest),
+        "SetPermissions" => ask!(permissions(), set_permissions, SetPermissionsRequest),
+        "RemoveAssociate" => ask!(permissions(), remove_associate, RemoveAssociateRequest),
+        "CheckPermission" => ask!(permissions(), check_permission, CheckPermissionRequest),
+        "CheckPermissions" => ask!(permissions(), check_permissions, CheckPermissionsRequest),
+        "LinkApplication" => ask!(permissions(), link_application, LinkApplicationRequest),
+        "UnlinkApplication" => ask!(permissions(), unlink_application, UnlinkApplicationRequest),
+        "ListAccessibleApplications" => ask!(
+            permissions(),
+            list_accessible_applications,
+            ListAccessibleApplicationsRequest
+        ),
+        "WatchChanges" => ask!(permissions(), watch_changes, WatchChangesRequest),
+        "ListAuditEvents" => ask!(permissions(), list_audit_events, ListAuditEventsRequest),
+        other => panic!("no such RPC {other}"),
+    }
+}
+
+/// Whether the key layer refused the call, rather than the RPC answering it.
+fn refused_by_key(status: &Status) -> bool {
+    status.code() == Code::Unauthenticated
+        || (status.code() == Code::PermissionDenied
+            && (status.message().contains("lacks the scope")
+                || status
+                    .message()
+                    .contains("only a key with the portal scope")))
+}
+
+async fn each_scope_reaches_its_rpcs_and_no_others(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let customer = app.customer("ana").await.customer_id;
+    for scope in Scope::ALL {
+        let key = key_for(&app, &format!("only-{scope}"), &[scope], None).await;
+        let channel = with_key(app.channel.clone(), &key);
+        for (rpc, allowed) in RPCS {
+            let acts_for_customer = allowed.contains(&Scope::Portal) && scope == Scope::Portal;
+            let answer = call(
+                &channel,
+                rpc,
+                acts_for_customer.then_some(customer.as_str()),
+            )
+            .await;
+            let refused = answer.as_ref().err().is_some_and(refused_by_key);
+            if allowed.contains(&scope) {
+                assert!(!refused, "a {scope} key was refused {rpc}: {answer:?}");
+            } else {
+                let status = answer.expect_err(&format!("a {scope} key reached {rpc}"));
+                assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
+                let needed: Vec<&str> = allowed.iter().map(|scope| scope.as_str()).collect();
+                assert!(
+                    status.message().contains(&needed.join(" or ")),
+                    "{rpc}: the refusal names the scope needed: {status:?}"
+                );
+            }
+        }
+    }
+}
+
+async fn calls_without_a_live_key_are_unauthenticated_and_health_needs_none(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let revoked = key_for(&app, "revoked", &Scope::ALL, None).await;
+    let record = app
+        .store
+        .keys()
+        .await
+        .expect("the keys")
+        .into_iter()
+        .find(|key| key.name == "revoked")
+        .expect("the key just made");
+    app.store.revoke_key(&record.key_id).await.expect("revoke");
+    let expired = key_for(
+        &app,
+        "expired",
+        &Scope::ALL,
+        Some(chrono::Duration::seconds(-1)),
+    )
+    .await;
+    app.keys.reload(&app.store).await.expect("reload");
+    let unknown = format!("{KEY_PREFIX}{}", "0".repeat(64));
+
+    let mut presented: Vec<Option<String>> = vec![None];
+    for key in [revoked, expired, unknown, String::new(), "mdt_".into()] {
+        presented.push(Some(format!("Bearer {key}")));
+    }
+    presented.push(Some(format!("Basic {}", app.key)));
+    for authorization in presented {
+        let mut identity = IdentityServiceClient::new(app.channel.clone());
+        let mut message = Request::new(GetCustomerRequest {
+            customer_id: "01a205df-1e69-7279-825f-4703e6030243".into(),
+        });
+        if let Some(value) = &authorization {
+            message
+                .metadata_mut()
+                .insert("authorization", value.parse().expect("metadata"));
+        }
+        let status = identity
+            .get_customer(message)
+            .await
+            .expect_err("a call without a live key is refused");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{authorization:?}: {status:?}"
+        );
+        let printed = format!("{status:?}");
+        assert!(
+            !printed.contains("mdt_0000"),
+            "the refusal repeats the key: {printed}"
+        );
+    }
+    // Expiry is checked on every call, not only at reload.
+    let soon = key_for(
+        &app,
+        "soon",
+        &[Scope::Staff],
+        Some(chrono::Duration::hours(1)),
+    )
+    .await;
+    let mut staff = IdentityServiceClient::new(with_key(app.channel.clone(), &soon));
+    let found = staff
+        .get_customer(GetCustomerRequest {
+            customer_id: "01a205df-1e69-7279-825f-4703e6030243".into(),
+        })
+        .await;
+    assert_eq!(found.expect_err("no such customer").code(), Code::NotFound);
+
+    let mut health = HealthClient::new(app.channel.clone());
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("Health needs no key");
+}
+
+async fn the_audit_trail_names_the_client_behind_each_change(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let key = key_for(&app, "customer-portal", &[Scope::Portal], None).await;
+    let mut portal = PermissionServiceClient::new(with_key(app.channel.clone(), &key));
+    let granted = portal
+        .set_permissions(as_customer(
+            &manager,
+            SetPermissionsRequest {
+                contractor_id: contractor.clone(),
+                customer_id: associate.clone(),
+                permissions: vec![Permission::Pay as i32],
+                expire_time: None,
+            },
+        ))
+        .await
+        .expect("a grant through the portal's key")
+        .into_inner();
+    let events = app
+        .permissions
+        .list_audit_events(as_customer(
+            &manager,
+            ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the audit trail")
+        .into_inner()
+        .events;
+    let grant = events
+        .iter()
+        .find(|event| event.revision == granted.revision)
+        .expect("the grant's event");
+    assert_eq!(grant.actor_client, "customer-portal");
+    assert_eq!(grant.actor_customer_id, manager);
+    assert!(
+        events
+            .iter()
+            .filter(|event| event.revision != granted.revision)
+            .all(|event| event.actor_client == "bootstrap"),
+        "the story's changes came through the bootstrap key: {events:?}"
+    );
+}
+
+async fn only_portal_keys_may_act_for_a_customer(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let key = key_for(&app, "payments", &[Scope::Check], None).await;
+    let mut payments = PermissionServiceClient::new(with_key(app.channel.clone(), &key));
+    let check = CheckPermissionRequest {
+        customer_id: associate,
+        permission: Permission::Pay as i32,
+        contractor_id: contractor,
+        application_id: String::new(),
+        at_least_revision: 0,
+    };
+    payments
+        .check_permission(check.clone())
+        .await
+        .expect("a check key may check");
+    let status = payments
+        .check_permission(as_customer(&manager, check))
+        .await
+        .expect_err("a check key may not name a customer to act for");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("portal scope"),
+        "the refusal says why: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_key_is_private_made_once_and_revocable() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let key = app.key.clone();
+    assert!(key.starts_with(KEY_PREFIX) && key.len() == KEY_PREFIX.len() + 64);
+    let file = app.database().key_file();
+    let mode = std::fs::metadata(&file)
+        .expect("the key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the bootstrap key file is private");
+    let stored = app.store.keys().await.expect("the keys");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].name, "bootstrap");
+    assert_eq!(stored[0].scopes, Scopes::all());
+    assert!(key.starts_with(&stored[0].key_prefix));
+    assert_ne!(stored[0].key_hash, key, "the key is not stored as it is");
+
+    // A restart makes no second bootstrap key, and the first one still works.
+    let database = app.stop().await;
+    let mut app = start_on(database).await;
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("the key file").trim(),
+        key,
+        "the key file was not rewritten"
+    );
+    assert_eq!(app.store.keys().await.expect("the keys").len(), 1);
+    app.customer("still-served").await;
+
+    // Revoked, it stops working as soon as the server reloads its keys.
+    let id = app.store.keys().await.expect("the keys")[0].key_id.clone();
+    app.store.revoke_key(&id).await.expect("revoke");
+    app.keys.reload(&app.store).await.expect("reload");
+    let refused = app
+        .identity
+        .register_customer(RegisterCustomerRequest {
+            external_subject: "late".into(),
+            display_name: "Late".into(),
+            email: "late@example.ca".into(),
+        })
+        .await;
+    assert_eq!(refused.expect_err("revoked").code(), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_through_one_replica_is_refused_by_another_within_a_second() {
+    let (first, second) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
+    let issued = mandate::keys::create(
+        &first.store,
+        "inspections",
+        [Scope::Check].into_iter().collect(),
+        None,
+    )
+    .await
+    .expect("a key");
+    let mut through_second =
+        PermissionServiceClient::new(with_key(second.channel.clone(), &issued.secret));
+    let check = || CheckPermissionsRequest { items: vec![] };
+    // The second replica learns of the new key by itself.
+    let created = Instant::now();
+    while let Err(status) = through_second.check_permissions(check()).await {
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert!(
+            created.elapsed() < Duration::from_secs(30),
+            "the new key never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    eprintln!(
+        "a new key worked on another replica after {:?}",
+        created.elapsed()
+    );
+
+    first
+        .store
+        .revoke_key(&issued.record.key_id)
+        .await
+        .expect("revoke");
+    let revoked = Instant::now();
+    while through_second.check_permissions(check()).await.is_ok() {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(30),
+            "the revocation never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    let took = revoked.elapsed();
+    eprintln!("a revoked key was refused by another replica after {took:?}");
+    let status = through_second
+        .check_permissions(check())
+        .await
+        .expect_err("refused from now on");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
