@@ -91,6 +91,25 @@ pub struct StoreOptions {
     pub database_wait: Duration,
 }
 
+/// Connects, trying again for up to `wait` while the database is locked: a SQLite file that
+/// another process is creating and switching to WAL mode refuses connections for that moment,
+/// without waiting for its busy timeout.
+async fn connect_patiently(options: ConnectOptions, wait: Duration) -> Result<DatabaseConnection> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match Database::connect(options.clone())
+            .await
+            .map_err(Error::from)
+        {
+            Err(Error::Unavailable(err)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %err, "the database is not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
 /// The PostgreSQL advisory lock key that serialises migrations ("mandate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
 
@@ -184,7 +203,7 @@ impl Store {
         options.map_sqlx_postgres_opts(move |pg| hygiene::postgres_session(pg, database_wait));
         options
             .map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
-        let db = Database::connect(options).await.map_err(Error::from)?;
+        let db = connect_patiently(options, database_wait).await?;
         // The file exists once a connection has opened it.
         let file = sqlite_file(url).map(|path| {
             Arc::new(WatchedFile {
