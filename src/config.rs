@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use mandate_domain::lockout::PinLockout;
 use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
@@ -47,6 +48,17 @@ pub struct Settings {
     /// Whether server reflection (for grpcurl) is served, without a key. Health always is.
     #[arg(long, env = "MANDATE_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub reflection: bool,
+
+    /// How many wrong PINs a customer may enter per lockout window; past it, every PIN the
+    /// customer enters is refused until the window ends.
+    #[arg(long, env = "MANDATE_PIN_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pin_attempts: u32,
+
+    /// The PIN lockout window, in seconds.
+    #[arg(long, env = "MANDATE_PIN_LOCKOUT_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pin_lockout_secs: u64,
 
     /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
     /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
@@ -172,6 +184,14 @@ impl Settings {
         StoreOptions {
             managerless_policy: self.managerless_policy.into(),
             database_wait: Duration::from_millis(self.database_wait_ms),
+        }
+    }
+
+    /// The PIN-guessing lockout.
+    pub fn pin_lockout(&self) -> PinLockout {
+        PinLockout {
+            attempts: self.pin_attempts,
+            window: Duration::from_secs(self.pin_lockout_secs),
         }
     }
 

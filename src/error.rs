@@ -78,6 +78,11 @@ fn rule_status(rule: Rule) -> Status {
         Rule::AlreadyExists(_) => Status::already_exists(message),
         Rule::PermissionDenied(_) => Status::permission_denied(message),
         Rule::FailedPrecondition(_) => Status::failed_precondition(message),
+        Rule::Throttled { retry_after, .. } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(retry_after)),
+        ),
     }
 }
 

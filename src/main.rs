@@ -30,6 +30,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Lift a customer's PIN-guessing lockout (a staff operation).
+    Unlock {
+        /// The customer's id.
+        customer_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +75,7 @@ async fn main() -> ExitCode {
         },
         Command::Migrate => mandate::startup::migrate(&cli.settings).await,
         Command::Keys { command } => keys(&cli.settings, command).await,
+        Command::Unlock { customer_id } => unlock(&cli.settings, &customer_id).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +150,19 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
                 key.key_id, key.name
             );
         }
+    }
+    Ok(())
+}
+
+/// `mandate unlock CUSTOMER_ID`.
+async fn unlock(settings: &Settings, customer_id: &str) -> Result<(), StartupError> {
+    let store = mandate::startup::open_store(settings).await?;
+    let customer_id = customer_id.trim();
+    store.customer(customer_id).await?;
+    if store.clear_pin_lockout(customer_id).await? {
+        eprintln!("lifted the PIN lockout of customer {customer_id}");
+    } else {
+        eprintln!("customer {customer_id} had no PIN attempts to forget");
     }
     Ok(())
 }

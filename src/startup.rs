@@ -118,6 +118,7 @@ impl Application {
             state: Arc::new(State {
                 store,
                 vault,
+                lockout: settings.pin_lockout(),
                 stopping: watch::Sender::new(false),
             }),
         })

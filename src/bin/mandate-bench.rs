@@ -167,7 +167,8 @@ async fn main() -> Result<(), Failure> {
     report("SetPermissions", set_latencies);
     if let Some((count, elapsed)) = guesses {
         println!(
-            "meanwhile {} clients entered {count} wrong PINs, {:.0} a second, each refused",
+            "meanwhile {} clients entered {count} wrong PINs, {:.0} a second, each refused \
+             (NOT_FOUND, or RESOURCE_EXHAUSTED once the lockout applies)",
             args.guessers,
             count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
         );
@@ -214,7 +215,15 @@ impl Guessing {
                         )
                         .map_err(|e| e.to_string())?;
                         match contractors.associate_by_pin(request).await {
-                            Err(status) if status.code() == tonic::Code::NotFound => count += 1,
+                            // Looked at and wrong, or refused unread by the PIN lockout.
+                            Err(status)
+                                if matches!(
+                                    status.code(),
+                                    tonic::Code::NotFound | tonic::Code::ResourceExhausted
+                                ) =>
+                            {
+                                count += 1
+                            }
                             Ok(_) => return Err("a guessed PIN was accepted".to_owned()),
                             Err(status) => return Err(format!("a guess answered {status}")),
                         }

@@ -6,6 +6,7 @@ mod permission;
 
 use std::sync::Arc;
 
+use mandate_domain::lockout::PinLockout;
 use mandate_store::Store;
 use tokio::sync::watch;
 use tonic::{Response, Status};
@@ -22,6 +23,8 @@ use crate::secrets::PinVault;
 pub struct State {
     pub store: Store,
     pub vault: PinVault,
+    /// How many wrong PINs a customer may enter.
+    pub lockout: PinLockout,
     /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
     /// graceful shutdown does not wait on consumers that never leave.
     pub stopping: watch::Sender<bool>,

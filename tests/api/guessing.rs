@@ -3,13 +3,19 @@
 use mandate::pb::AssociateByPinRequest;
 use mandate_domain::pin::Pin;
 use sea_orm::{ConnectionTrait, Statement};
+use std::time::Duration;
 use tokio::task::JoinSet;
-use tonic::Code;
 
-use crate::helpers::{Backend, TestApp, as_customer, spawn_app};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{Backend, TestApp, as_customer, spawn_app, spawn_app_with, start_on};
 use crate::on_both_backends;
 
-on_both_backends!(a_thousand_wrong_pins_write_nothing_and_wait_for_no_writer);
+on_both_backends!(
+    a_thousand_wrong_pins_change_nothing,
+    a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_restart
+);
 
 /// The revision counter and the number of audit events.
 async fn written(app: &TestApp) -> (i64, i64) {
@@ -27,14 +33,19 @@ async fn written(app: &TestApp) -> (i64, i64) {
     (app.revision_counter().await, events)
 }
 
-async fn a_thousand_wrong_pins_write_nothing_and_wait_for_no_writer(backend: Backend) {
-    let mut app = spawn_app(backend).await;
+/// Wrong PINs leave the revision counter and the audit trail as they were. On PostgreSQL they
+/// also wait for no writer: another transaction holds the revision lock throughout, and a guess
+/// that wanted it would wait, then answer UNAVAILABLE instead of NOT_FOUND. (SQLite has one
+/// write lock for the whole file, which the lockout's attempt counter needs too.)
+async fn a_thousand_wrong_pins_change_nothing(backend: Backend) {
+    // Every guess is looked at: no lockout gets in the way here.
+    let mut app = spawn_app_with(backend, |settings| settings.pin_attempts = 100_000).await;
     let (_manager, associate, _contractor, pin) = app.story().await;
     let before = written(&app).await;
-
-    // Another writer holds the revision lock throughout: a guess that wanted it would wait,
-    // then answer UNAVAILABLE, instead of NOT_FOUND.
-    let writer = app.hold_revision_lock().await;
+    let writer = match backend {
+        Backend::Postgres => Some(app.hold_revision_lock().await),
+        Backend::Sqlite => None,
+    };
 
     let mut guesses = JoinSet::new();
     for batch in 0..10u64 {
@@ -69,10 +80,94 @@ async fn a_thousand_wrong_pins_write_nothing_and_wait_for_no_writer(backend: Bac
         }
     }
     assert!(answered >= 990, "only {answered} guesses were made");
-    writer.rollback().await.expect("release the lock");
+    if let Some(writer) = writer {
+        writer.rollback().await.expect("release the lock");
+    }
     assert_eq!(
         written(&app).await,
         before,
         "wrong PINs moved the revision counter or wrote audit events"
     );
+}
+
+/// A well-formed PIN (its check character holds) that is most likely no account's.
+fn guess(n: u64) -> String {
+    Pin::from_random(0x2545_f491_4f6c_dd1d_u64.wrapping_mul(n + 7)).expose_formatted()
+}
+
+async fn a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_restart(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let (_manager, _associate, _contractor, pin) = app.story().await;
+    let guesser = app.customer("guesser").await.customer_id;
+    let bystander = app.customer("bystander").await.customer_id;
+
+    let mut guesses = JoinSet::new();
+    for batch in 0..10u64 {
+        let mut contractors = app.contractors.clone();
+        let guesser = guesser.clone();
+        let pin = pin.clone();
+        guesses.spawn(async move {
+            let mut answers = Vec::new();
+            for n in 0..100u64 {
+                let guess = guess(batch * 100 + n);
+                if guess == pin {
+                    continue;
+                }
+                let answer = contractors
+                    .associate_by_pin(as_customer(&guesser, AssociateByPinRequest { pin: guess }))
+                    .await;
+                answers.push(answer.expect_err("a guess is never right"));
+            }
+            answers
+        });
+    }
+    let mut looked_at = 0;
+    let mut refused = 0;
+    while let Some(answers) = guesses.join_next().await {
+        for status in answers.expect("the guesses' task") {
+            match status.code() {
+                Code::NotFound => looked_at += 1,
+                Code::ResourceExhausted => {
+                    let retry = status
+                        .get_details_retry_info()
+                        .and_then(|info| info.retry_delay)
+                        .expect("a refusal says when to try again");
+                    assert!(retry <= Duration::from_secs(900), "{retry:?}");
+                    refused += 1;
+                }
+                other => panic!("a guess answered {other:?}: {status:?}"),
+            }
+        }
+    }
+    assert!(looked_at <= 10, "{looked_at} guesses were looked at");
+    assert_eq!(looked_at + refused, 1000);
+
+    // Even the right PIN is refused now, also after a restart.
+    let right = |customer: &str| as_customer(customer, AssociateByPinRequest { pin: pin.clone() });
+    let locked = app.contractors.associate_by_pin(right(&guesser)).await;
+    assert_eq!(
+        locked.expect_err("locked out").code(),
+        Code::ResourceExhausted
+    );
+    let database = app.stop().await;
+    let mut app = start_on(database).await;
+    let locked = app.contractors.associate_by_pin(right(&guesser)).await;
+    assert_eq!(
+        locked.expect_err("still locked out after a restart").code(),
+        Code::ResourceExhausted
+    );
+    // Someone else is not affected.
+    app.contractors
+        .associate_by_pin(right(&bystander))
+        .await
+        .expect("another customer enters the PIN");
+
+    // Staff lift the lockout; the right PIN works again.
+    assert!(app.store.clear_pin_lockout(&guesser).await.expect("unlock"));
+    app.contractors
+        .associate_by_pin(right(&guesser))
+        .await
+        .expect("the lockout is lifted");
 }

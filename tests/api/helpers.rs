@@ -136,6 +136,8 @@ impl TestDatabase {
             pin_secret_file: None,
             bootstrap_key_file: Some(self.key_file()),
             reflection: true,
+            pin_attempts: 10,
+            pin_lockout_secs: 900,
             managerless_policy: Policy::Manager,
             database_wait_ms: 5000,
             handshake_timeout_ms: 10_000,

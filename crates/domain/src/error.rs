@@ -42,6 +42,12 @@ pub enum Error {
     /// A rule refuses the request in the account's current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Too many attempts: the caller may try again after `retry_after`.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 fn describe(violations: &[FieldViolation]) -> String {

@@ -14,6 +14,7 @@ mod entity;
 mod error;
 mod hygiene;
 mod keys;
+mod lockout;
 mod migration;
 mod permissions;
 mod records;

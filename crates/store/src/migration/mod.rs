@@ -6,6 +6,7 @@ mod m20261122_000001_initial;
 mod m20261123_000001_applications;
 mod m20261123_000002_key_check;
 mod m20261130_000001_api_keys;
+mod m20261130_000002_pin_attempts;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_applications::Migration),
             Box::new(m20261123_000002_key_check::Migration),
             Box::new(m20261130_000001_api_keys::Migration),
+            Box::new(m20261130_000002_pin_attempts::Migration),
         ]
     }
 }

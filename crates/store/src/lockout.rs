@@ -1,0 +1,114 @@
+//! PIN attempts per customer, for the lockout. Each attempt is one statement on the customer's
+//! own row, outside the revision lock: guessing serialises no one else's changes, and two
+//! attempts racing both count.
+
+use std::time::Duration;
+
+use mandate_domain::lockout::PinLockout;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::{Error, Result, Store};
+
+impl Store {
+    /// Takes one of `customer_id`'s PIN attempts in the current window, before the PIN is
+    /// looked at; `Throttled` (with when to try again) when none is left.
+    pub async fn take_pin_attempt(&self, customer_id: &str, lockout: PinLockout) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let window = i64::try_from(lockout.window.as_millis()).unwrap_or(i64::MAX);
+        let expired_before = now.saturating_sub(window);
+        let limit = i64::from(lockout.attempts);
+        let backend = self.db.get_database_backend();
+        // The count stops one past the limit, so that it tells a refused attempt from the last
+        // one allowed.
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "INSERT INTO pin_attempts (customer_id, window_start_ms, attempts) \
+                 VALUES ($1, $2, 1) \
+                 ON CONFLICT (customer_id) DO UPDATE SET \
+                   attempts = CASE WHEN pin_attempts.window_start_ms <= $3 THEN 1 \
+                                   WHEN pin_attempts.attempts > $4 THEN pin_attempts.attempts \
+                                   ELSE pin_attempts.attempts + 1 END, \
+                   window_start_ms = CASE WHEN pin_attempts.window_start_ms <= $3 THEN $2 \
+                                          ELSE pin_attempts.window_start_ms END \
+                 RETURNING attempts, window_start_ms"
+            }
+            _ => {
+                "INSERT INTO pin_attempts (customer_id, window_start_ms, attempts) \
+                 VALUES (?1, ?2, 1) \
+                 ON CONFLICT (customer_id) DO UPDATE SET \
+                   attempts = CASE WHEN pin_attempts.window_start_ms <= ?3 THEN 1 \
+                                   WHEN pin_attempts.attempts > ?4 THEN pin_attempts.attempts \
+                                   ELSE pin_attempts.attempts + 1 END, \
+                   window_start_ms = CASE WHEN pin_attempts.window_start_ms <= ?3 THEN ?2 \
+                                          ELSE pin_attempts.window_start_ms END \
+                 RETURNING attempts, window_start_ms"
+            }
+        };
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    customer_id.into(),
+                    now.into(),
+                    expired_before.into(),
+                    limit.into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("an upsert returned no row".into()))?;
+        let attempts: i32 = row.try_get_by_index(0)?;
+        let window_start: i64 = row.try_get_by_index(1)?;
+        let left_ms = window_start
+            .saturating_add(window)
+            .saturating_sub(now)
+            .max(0);
+        lockout.decide(
+            u32::try_from(attempts).unwrap_or(u32::MAX),
+            Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+        )?;
+        Ok(())
+    }
+
+    /// Gives back the attempt a correct PIN took: only wrong PINs use attempts up.
+    pub async fn refund_pin_attempt(&self, customer_id: &str) -> Result<()> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE pin_attempts SET attempts = attempts - 1 \
+                 WHERE customer_id = $1 AND attempts > 0"
+            }
+            _ => {
+                "UPDATE pin_attempts SET attempts = attempts - 1 \
+                 WHERE customer_id = ?1 AND attempts > 0"
+            }
+        };
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [customer_id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Lifts `customer_id`'s lockout (a staff operation); whether there was anything to lift.
+    pub async fn clear_pin_lockout(&self, customer_id: &str) -> Result<bool> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "DELETE FROM pin_attempts WHERE customer_id = $1",
+            _ => "DELETE FROM pin_attempts WHERE customer_id = ?1",
+        };
+        let done = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [customer_id.into()],
+            ))
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
