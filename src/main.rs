@@ -62,7 +62,10 @@ enum KeysCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The log goes to standard error: standard output is for what a command prints, such as a
+    // new key.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
         }))

@@ -409,3 +409,104 @@ async fn a_key_revoked_through_one_replica_is_refused_by_another_within_a_second
         .expect_err("refused from now on");
     assert_eq!(status.code(), Code::Unauthenticated);
 }
+
+/// Runs `mandate ARGS` on `database`; its standard output and error.
+fn mandate(database: &TestDatabase, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--database-url", &database.url];
+    all.extend_from_slice(args);
+    let output = crate::process::mandate_command(&all, &[])
+        .output()
+        .expect("run mandate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_and_unlock_commands_manage_keys_and_lockouts() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let (_manager, _associate, _contractor, pin) = app.story().await;
+    let database = app.database();
+
+    let (ok, key, said) = mandate(
+        database,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "inspections",
+            "--scope",
+            "check",
+        ],
+    );
+    assert!(ok, "{said}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with(KEY_PREFIX), "the key is printed: {key}");
+    let (ok, list, said) = mandate(database, &["keys", "list"]);
+    assert!(ok, "{said}");
+    assert!(
+        list.contains("inspections") && list.contains(&key[..12]),
+        "{list}"
+    );
+    assert!(!list.contains(&key), "keys list shows a key: {list}");
+    let (ok, _, said) = mandate(
+        database,
+        &["keys", "create", "--name", "x", "--scope", "admin"],
+    );
+    assert!(
+        !ok && said.contains("--scope"),
+        "an unknown scope is refused: {said}"
+    );
+
+    // Lock a customer out, then lift it from the command line.
+    let guesser = app.customer("guesser").await.customer_id;
+    for n in 0..11u64 {
+        let wrong =
+            mandate_domain::pin::Pin::from_random(n.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 1)
+                .expose_formatted();
+        let _ = app
+            .contractors
+            .associate_by_pin(as_customer(&guesser, AssociateByPinRequest { pin: wrong }))
+            .await;
+    }
+    let right = || as_customer(&guesser, AssociateByPinRequest { pin: pin.clone() });
+    let locked = app.contractors.associate_by_pin(right()).await;
+    assert_eq!(
+        locked.expect_err("locked out").code(),
+        Code::ResourceExhausted
+    );
+    let (ok, _, said) = mandate(app.database(), &["unlock", &guesser]);
+    assert!(ok && said.contains("lifted"), "{said}");
+    app.contractors
+        .associate_by_pin(right())
+        .await
+        .expect("the lockout was lifted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_can_be_turned_off() {
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, |settings| settings.reflection = false)
+            .await;
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            app.channel.clone(),
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let answer = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await;
+    assert_eq!(
+        answer.expect_err("no reflection").code(),
+        Code::Unimplemented
+    );
+}
