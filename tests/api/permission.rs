@@ -46,6 +46,7 @@ async fn any_associate_may_list_the_associates(backend: Backend) {
         ))
         .await
         .unwrap();
+    let manager_view_of = contractor_id.clone();
     let listed = app
         .permissions
         .list_associates(as_customer(
@@ -67,6 +68,37 @@ async fn any_associate_may_list_the_associates(backend: Backend) {
     assert!(manager.expire_time.is_none());
     assert!(manager.associate_time.is_some());
     assert_eq!(listed.associates.len(), 2);
+    // Emails and sign-in subjects are for Managers' eyes: Ben holds no Manage.
+    for associate in &listed.associates {
+        let customer = associate.customer.as_ref().unwrap();
+        assert_eq!(
+            (customer.email.as_str(), customer.external_subject.as_str()),
+            ("", "")
+        );
+    }
+    let as_manager = app
+        .permissions
+        .list_associates(as_customer(
+            &ana.customer_id,
+            ListAssociatesRequest {
+                contractor_id: manager_view_of.clone(),
+                ..ListAssociatesRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let ben_seen = as_manager
+        .associates
+        .iter()
+        .map(|a| a.customer.as_ref().unwrap())
+        .find(|c| c.customer_id == ben.customer_id)
+        .unwrap();
+    assert_eq!(
+        ben_seen.email, ben.email,
+        "a Manager sees the associates' emails"
+    );
+    assert_eq!(ben_seen.external_subject, ben.external_subject);
 }
 
 async fn a_customer_not_associated_cannot_list_the_associates(backend: Backend) {

@@ -113,6 +113,12 @@ pub fn require_associate(actor: Option<PermissionSet>, action: &str) -> Result<(
     }
 }
 
+/// Whether a viewer holding `viewer` sees the associates' emails and sign-in subjects: only
+/// Managers do (the customers they manage gave them to the city, not to every colleague).
+pub fn sees_contact_details(viewer: PermissionSet) -> bool {
+    viewer.is_manager()
+}
+
 /// Decides `SetPermissions`: `actor` is the acting customer's permissions now, `target` the
 /// associate's grant, `new` what it would hold, `other_managers` how many customers other than
 /// the target hold Manage now.

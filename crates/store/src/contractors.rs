@@ -288,10 +288,9 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<Associate>> {
         find_contractor(&self.db, contractor_id).await?;
-        membership::require_associate(
-            permissions_of(&self.db, contractor_id, viewer).await?,
-            "list its associates",
-        )?;
+        let viewer = permissions_of(&self.db, contractor_id, viewer).await?;
+        membership::require_associate(viewer, "list its associates")?;
+        let contacts = viewer.is_some_and(membership::sees_contact_details);
         let mut query = member::Entity::find()
             .filter(member::Column::ContractorId.eq(contractor_id))
             .order_by_asc(member::Column::CustomerId)
@@ -312,9 +311,13 @@ impl Store {
         let items = rows
             .into_iter()
             .map(|m| {
-                let customer = customers.remove(&m.customer_id).ok_or_else(|| {
+                let mut customer = customers.remove(&m.customer_id).ok_or_else(|| {
                     Error::Corrupt(format!("membership of missing customer {}", m.customer_id))
                 })?;
+                if !contacts {
+                    customer.email.clear();
+                    customer.external_subject.clear();
+                }
                 Ok(Associate {
                     customer: Customer::from(customer),
                     permissions: stored_permissions(m.permissions),
