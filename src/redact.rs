@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::pb::{
     AssociateByPinRequest, GetPinResponse, LinkLegacyCustomerRequest, RegisterContractorResponse,
-    RotatePinResponse,
+    RemoveAssociateResponse, RotatePinResponse,
 };
 
 const HIDDEN: &str = "<redacted>";
@@ -47,6 +47,15 @@ impl fmt::Debug for RotatePinResponse {
     }
 }
 
+impl fmt::Debug for RemoveAssociateResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoveAssociateResponse")
+            .field("revision", &self.revision)
+            .field("pin", &HIDDEN)
+            .finish()
+    }
+}
+
 impl fmt::Debug for LinkLegacyCustomerRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LinkLegacyCustomerRequest")
@@ -83,6 +92,13 @@ mod tests {
             format!(
                 "{:?}",
                 RotatePinResponse {
+                    pin: PIN.into(),
+                    revision: 7
+                }
+            ),
+            format!(
+                "{:?}",
+                RemoveAssociateResponse {
                     pin: PIN.into(),
                     revision: 7
                 }

@@ -2,7 +2,7 @@ use mandate_domain::Error as Rule;
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::pin::Pin;
-use mandate_store::{Error as StoreError, SealedPin};
+use mandate_store::Error as StoreError;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, reply};
@@ -20,20 +20,6 @@ use crate::pb::{
 
 /// `mandate.v1.ContractorService`.
 pub struct ContractorApi(pub Shared);
-
-impl ContractorApi {
-    /// A new random PIN for the account `contractor_id`, with its sealed form.
-    fn new_pin(&self, contractor_id: &str) -> Result<(Pin, SealedPin), StoreError> {
-        let vault = &self.0.vault;
-        let pin = vault
-            .generate()
-            .map_err(|e| StoreError::Internal(format!("no random PIN: {e}")))?;
-        let sealed = vault
-            .seal(contractor_id, &pin)
-            .map_err(StoreError::Internal)?;
-        Ok((pin, sealed))
-    }
-}
 
 #[tonic::async_trait]
 impl ContractorService for ContractorApi {
@@ -249,7 +235,7 @@ impl ContractorService for ContractorApi {
                 .0
                 .store
                 .rotate_pin(&acting.actor, &acting.customer_id, contractor_id, |id| {
-                    self.new_pin(id)
+                    self.0.new_pin(id)
                 })
                 .await?;
             tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "PIN rotated");

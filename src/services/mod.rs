@@ -7,7 +7,8 @@ mod permission;
 use std::sync::Arc;
 
 use mandate_domain::lockout::PinLockout;
-use mandate_store::Store;
+use mandate_domain::pin::Pin;
+use mandate_store::{Error as StoreError, SealedPin, Store};
 use tokio::sync::watch;
 use tonic::{Response, Status};
 
@@ -31,6 +32,21 @@ pub struct State {
 }
 
 pub type Shared = Arc<State>;
+
+impl State {
+    /// A new random PIN for the account `contractor_id`, with its sealed form.
+    fn new_pin(&self, contractor_id: &str) -> Result<(Pin, SealedPin), StoreError> {
+        let pin = self
+            .vault
+            .generate()
+            .map_err(|e| StoreError::Internal(format!("no random PIN: {e}")))?;
+        let sealed = self
+            .vault
+            .seal(contractor_id, &pin)
+            .map_err(StoreError::Internal)?;
+        Ok((pin, sealed))
+    }
+}
 
 /// An RPC's outcome on the wire.
 fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {

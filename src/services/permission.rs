@@ -209,7 +209,8 @@ impl PermissionService for PermissionApi {
                 let body = request.get_ref();
                 let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
                 let customer_id = parse_id("customer_id", &body.customer_id)?;
-                let revision = self
+                let new_pin = |id: &str| self.0.new_pin(id);
+                let (pin, revision) = self
                     .0
                     .store
                     .remove_associate(
@@ -217,10 +218,20 @@ impl PermissionService for PermissionApi {
                         &acting.customer_id,
                         contractor_id,
                         customer_id,
+                        body.rotate_pin.then_some(new_pin),
                     )
                     .await?;
-                tracing::info!(%contractor_id, %customer_id, revision, "associate removed");
-                Ok(RemoveAssociateResponse { revision })
+                tracing::info!(
+                    %contractor_id,
+                    %customer_id,
+                    revision,
+                    pin_replaced = pin.is_some(),
+                    "associate removed"
+                );
+                Ok(RemoveAssociateResponse {
+                    revision,
+                    pin: pin.map(|pin| pin.expose_formatted()).unwrap_or_default(),
+                })
             }
             .await,
         )

@@ -29,6 +29,7 @@ on_both_backends!(
     manage_cannot_be_time_limited_and_an_expiry_must_be_in_the_future,
     only_a_manager_may_remove_an_associate,
     an_associate_may_leave_and_then_is_not_associated,
+    removing_an_associate_can_replace_the_pin_in_the_same_call,
 );
 
 async fn any_associate_may_list_the_associates(backend: Backend) {
@@ -230,6 +231,7 @@ async fn remove(
             RemoveAssociateRequest {
                 contractor_id: contractor_id.to_owned(),
                 customer_id: customer_id.to_owned(),
+                rotate_pin: false,
             },
         ))
         .await
@@ -545,5 +547,74 @@ async fn an_associate_may_leave_and_then_is_not_associated(backend: Backend) {
     expect_code(
         leave(&mut app, &associate, &contractor).await,
         Code::NotFound,
+    );
+}
+
+async fn removing_an_associate_can_replace_the_pin_in_the_same_call(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, old_pin) = app.story().await;
+    let before = app.revision_counter().await;
+    let removed = app
+        .permissions
+        .remove_associate(as_customer(
+            &manager,
+            RemoveAssociateRequest {
+                contractor_id: contractor.clone(),
+                customer_id: associate.clone(),
+                rotate_pin: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        removed.revision,
+        before + 2,
+        "the removal and the new PIN each take a revision"
+    );
+    assert!(!removed.pin.is_empty() && removed.pin != old_pin);
+    assert!(
+        !format!("{removed:?}").contains(&removed.pin),
+        "Debug hides the PIN"
+    );
+
+    // The removed customer cannot come straight back with the PIN they knew...
+    let back = app
+        .contractors
+        .associate_by_pin(as_customer(
+            &associate,
+            AssociateByPinRequest {
+                pin: old_pin.clone(),
+            },
+        ))
+        .await;
+    expect_code(back, Code::NotFound);
+    // ...and the new PIN works for whoever it is shared with.
+    let newcomer = app.customer("newcomer").await.customer_id;
+    app.associate(&newcomer, &removed.pin).await;
+    let events = app
+        .permissions
+        .list_audit_events(as_customer(
+            &manager,
+            pb::ListAuditEventsRequest {
+                contractor_id: contractor.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let kinds: Vec<(i64, pb::ChangeKind)> = events
+        .iter()
+        .filter(|event| event.revision > before && event.revision <= removed.revision)
+        .map(|event| (event.revision, event.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (before + 1, pb::ChangeKind::AssociateRemoved),
+            (before + 2, pb::ChangeKind::PinRotated)
+        ]
     );
 }

@@ -86,6 +86,7 @@ async fn managers_racing_to_revoke_remove_and_leave_always_leave_a_manager_on_po
                             RemoveAssociateRequest {
                                 contractor_id: contractor.clone(),
                                 customer_id: target,
+                                rotate_pin: false,
                             },
                         ))
                         .await

@@ -365,16 +365,22 @@ impl Store {
                 ..TransactionOptions::default()
             })
             .await?;
-        let row = txn
-            .query_one_raw(Statement::from_string(
-                txn.get_database_backend(),
-                "UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-            ))
-            .await?
-            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
-        let revision: i64 = row.try_get_by_index(0)?;
+        let revision = next_revision(&txn).await?;
         Ok((txn, revision))
     }
+}
+
+/// Takes the next revision in `txn`, for one more change committed with it. The counter's row
+/// lock is what puts every writer in line.
+async fn next_revision(txn: &DatabaseTransaction) -> Result<Revision> {
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+        ))
+        .await?
+        .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
+    Ok(row.try_get_by_index(0)?)
 }
 
 /// Whether two byte strings are equal, in time that depends only on their lengths.

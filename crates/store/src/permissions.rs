@@ -3,12 +3,14 @@
 use mandate_domain::membership::{self, Grant};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
+use crate::audit::record;
 use crate::contractors::{
     find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of, stored_permissions,
 };
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
-    Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
+    Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store,
+    next_revision, now,
 };
 
 impl Store {
@@ -83,15 +85,16 @@ impl Store {
 
     /// Removes `customer_id` from the account; `manager` must be a Manager, and the account
     /// keeps at least one Manager.
-    pub async fn remove_associate(
+    pub async fn remove_associate<P>(
         &self,
         actor: &Actor,
         manager: &str,
         contractor_id: &str,
         customer_id: &str,
-    ) -> Result<Revision> {
+        new_pin: Option<impl FnMut(&str) -> Result<(P, SealedPin)>>,
+    ) -> Result<(Option<P>, Revision)> {
         let (txn, revision) = self.begin_change().await?;
-        find_contractor(&txn, contractor_id).await?;
+        let account = find_contractor(&txn, contractor_id).await?;
         let target = grant_of(&txn, contractor_id, customer_id).await?;
         membership::remove_associate(
             permissions_of(&txn, contractor_id, manager).await?,
@@ -99,16 +102,32 @@ impl Store {
             managers_other_than(&txn, contractor_id, customer_id).await?,
             now(),
         )?;
-        let membership = (contractor_id, customer_id);
-        self.end_membership(
-            txn,
-            revision,
-            actor,
+        let removal = delete_membership(
+            &txn,
             ChangeKind::AssociateRemoved,
-            membership,
+            (contractor_id, customer_id),
             target,
         )
-        .await
+        .await?;
+        let Some(mut new_pin) = new_pin else {
+            self.commit_change(txn, revision, actor, removal).await?;
+            return Ok((None, revision));
+        };
+        // The removal and the new PIN commit together, each at its own revision.
+        record(&txn, revision, actor, removal).await?;
+        let pin_revision = next_revision(&txn).await?;
+        let pin = replace_pin(&txn, account, &mut new_pin).await?;
+        self.commit_change(
+            txn,
+            pin_revision,
+            actor,
+            Change {
+                contractor_id: Some(contractor_id),
+                ..Change::of(ChangeKind::PinRotated)
+            },
+        )
+        .await?;
+        Ok((Some(pin), pin_revision))
     }
 
     /// Removes `customer_id` from the account at its own request; the last Manager cannot leave.
@@ -138,18 +157,10 @@ impl Store {
         revision: Revision,
         actor: &Actor,
         kind: ChangeKind,
-        (contractor_id, customer_id): (&str, &str),
+        membership: (&str, &str),
         before: Option<Grant>,
     ) -> Result<Revision> {
-        member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
-            .exec(&txn)
-            .await?;
-        let change = Change {
-            contractor_id: Some(contractor_id),
-            customer_id: Some(customer_id),
-            before: before.map(|g| g.permissions),
-            ..Change::of(kind)
-        };
+        let change = delete_membership(&txn, kind, membership, before).await?;
         self.commit_change(txn, revision, actor, change).await?;
         Ok(revision)
     }
@@ -169,12 +180,7 @@ impl Store {
             permissions_of(&txn, contractor_id, manager).await?,
             "replace the account's PIN",
         )?;
-        let (pin, sealed) = fresh_pin(&txn, contractor_id, &mut new_pin).await?;
-        let mut active: contractor::ActiveModel = account.into();
-        active.pin_hash = Set(sealed.hash);
-        active.pin_ciphertext = Set(sealed.ciphertext);
-        active.update_time = Set(now());
-        active.update(&txn).await?;
+        let pin = replace_pin(&txn, account, &mut new_pin).await?;
         self.commit_change(
             txn,
             revision,
@@ -187,4 +193,37 @@ impl Store {
         .await?;
         Ok((pin, revision))
     }
+}
+
+/// Deletes the membership `(contractor_id, customer_id)`; the change to record for it.
+async fn delete_membership<'a>(
+    txn: &DatabaseTransaction,
+    kind: ChangeKind,
+    (contractor_id, customer_id): (&'a str, &'a str),
+    before: Option<Grant>,
+) -> Result<Change<'a>> {
+    member::Entity::delete_by_id((contractor_id.to_owned(), customer_id.to_owned()))
+        .exec(txn)
+        .await?;
+    Ok(Change {
+        contractor_id: Some(contractor_id),
+        customer_id: Some(customer_id),
+        before: before.map(|g| g.permissions),
+        ..Change::of(kind)
+    })
+}
+
+/// Gives `account` a fresh PIN from `new_pin`; the PIN.
+async fn replace_pin<P>(
+    txn: &DatabaseTransaction,
+    account: contractor::Model,
+    new_pin: &mut impl FnMut(&str) -> Result<(P, SealedPin)>,
+) -> Result<P> {
+    let (pin, sealed) = fresh_pin(txn, &account.contractor_id, new_pin).await?;
+    let mut active: contractor::ActiveModel = account.into();
+    active.pin_hash = Set(sealed.hash);
+    active.pin_ciphertext = Set(sealed.ciphertext);
+    active.update_time = Set(now());
+    active.update(txn).await?;
+    Ok(pin)
 }
