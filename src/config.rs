@@ -88,6 +88,22 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// The most calls in flight at once, across all connections; past it a call answers
+    /// UNAVAILABLE at once rather than queue. Health is not counted.
+    #[arg(long, env = "MANDATE_MAX_CALLS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls: u32,
+
+    /// The most calls (HTTP/2 streams) in flight on one connection.
+    #[arg(long, env = "MANDATE_MAX_STREAMS_PER_CONNECTION", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+
+    /// The most `WatchChanges` feeds one client system may hold open at once.
+    #[arg(long, env = "MANDATE_MAX_FEEDS_PER_CLIENT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_feeds_per_client: u32,
+
     /// How long, in milliseconds, a stopping server lets calls in flight finish before it cuts
     /// the connections still open and exits.
     #[arg(long, env = "MANDATE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The RPC exists in the contract but a later issue implements it.
     #[error("{0}")]
     Unimplemented(String),
+    /// The caller holds as much of a bounded resource as it may.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl From<Rule> for ApiError {
@@ -56,6 +59,7 @@ impl From<ApiError> for Status {
             ApiError::Internal(detail) => internal(&detail),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
             ApiError::Unimplemented(message) => Status::unimplemented(message),
+            ApiError::Exhausted(message) => Status::resource_exhausted(message),
         }
     }
 }

@@ -17,13 +17,13 @@ use tonic_health::server::HealthReporter;
 use crate::auth::AuthLayer;
 use crate::config::Settings;
 use crate::connections::{self, ActivityLayer, ConnectionLimits};
-use crate::deadline::DeadlineLayer;
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
+use crate::limits::CallLimitLayer;
 use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
 use crate::secrets::{PinVault, SecretError, load_secret};
-use crate::services::{ContractorApi, IdentityApi, PermissionApi, Shared, State};
+use crate::services::{ContractorApi, Feeds, IdentityApi, PermissionApi, Shared, State};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,8 @@ pub struct Application {
     database_wait: Duration,
     reflection: bool,
     keys: Arc<KeyRing>,
+    max_calls: usize,
+    max_streams: u32,
     state: Shared,
 }
 
@@ -115,10 +117,13 @@ impl Application {
             database_wait: Duration::from_millis(settings.database_wait_ms),
             reflection: settings.reflection,
             keys,
+            max_calls: usize::try_from(settings.max_calls).unwrap_or(usize::MAX),
+            max_streams: settings.max_streams_per_connection,
             state: Arc::new(State {
                 store,
                 vault,
                 lockout: settings.pin_lockout(),
+                feeds: Arc::new(Feeds::new(settings.max_feeds_per_client)),
                 stopping: watch::Sender::new(false),
             }),
         })
@@ -181,6 +186,7 @@ impl Application {
         let incoming = connections::accept(self.listener, self.limits, &cut);
         tracing::info!(address = %self.address, "serving mandate.v1");
         let serve = Server::builder()
+            .max_concurrent_streams(Some(self.max_streams))
             .http2_keepalive_interval(Some(self.keepalive))
             .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
@@ -189,9 +195,7 @@ impl Application {
                 keys: self.keys.clone(),
                 refused: Arc::default(),
             })
-            .layer(DeadlineLayer {
-                wait: self.database_wait,
-            })
+            .layer(CallLimitLayer::new(self.database_wait, self.max_calls))
             .add_service(health_service)
             .add_optional_service(self.reflection.then(|| v1.build_v1()).transpose()?)
             .add_optional_service(

@@ -4,7 +4,8 @@ mod contractor;
 mod identity;
 mod permission;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mandate_domain::lockout::PinLockout;
 use mandate_domain::pin::Pin;
@@ -16,7 +17,7 @@ pub use contractor::ContractorApi;
 pub use identity::IdentityApi;
 pub use permission::PermissionApi;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::secrets::PinVault;
 
 /// What every service shares: the store and the PIN keys. Nothing here is per-replica state
@@ -26,12 +27,69 @@ pub struct State {
     pub vault: PinVault,
     /// How many wrong PINs a customer may enter.
     pub lockout: PinLockout,
+    /// The change feeds open, per client system.
+    pub feeds: Arc<Feeds>,
     /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
     /// graceful shutdown does not wait on consumers that never leave.
     pub stopping: watch::Sender<bool>,
 }
 
 pub type Shared = Arc<State>;
+
+/// The `WatchChanges` feeds each client system holds open, bounded.
+pub struct Feeds {
+    max: u32,
+    open: Mutex<HashMap<String, u32>>,
+}
+
+impl Feeds {
+    pub fn new(max: u32) -> Self {
+        Self {
+            max,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A place for one more feed of `client`, held until the feed ends; `RESOURCE_EXHAUSTED`
+    /// when the client has its maximum open.
+    pub fn open(self: &Arc<Self>, client: &str) -> ApiResult<FeedSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(client.to_owned()).or_default();
+        if *count >= self.max {
+            return Err(ApiError::Exhausted(format!(
+                "client `{client}` has {} change feeds open, its maximum; close one first",
+                self.max
+            )));
+        }
+        *count += 1;
+        Ok(FeedSlot {
+            feeds: self.clone(),
+            client: client.to_owned(),
+        })
+    }
+}
+
+/// One open feed's place; given back when dropped.
+pub struct FeedSlot {
+    feeds: Arc<Feeds>,
+    client: String,
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .feeds
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
 
 impl State {
     /// A new random PIN for the account `contractor_id`, with its sealed form.

@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, reply};
+use super::{FeedSlot, Shared, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult, check_error};
@@ -350,8 +350,12 @@ impl PermissionService for PermissionApi {
                 Rule::invalid("after_revision", "must not be negative").into()
             ));
         }
+        let slot = match auth::client(&request).and_then(|actor| self.0.feeds.open(&actor.client)) {
+            Ok(slot) => slot,
+            Err(err) => return reply(Err(err)),
+        };
         let (sender, receiver) = mpsc::channel(FEED_BATCH as usize);
-        tokio::spawn(feed(self.0.clone(), after, sender));
+        tokio::spawn(feed(self.0.clone(), after, sender, slot));
         let stream: ChangeStream = Box::pin(ReceiverStream::new(receiver));
         Ok(Response::new(stream))
     }
@@ -392,6 +396,7 @@ async fn feed(
     state: Shared,
     mut last: i64,
     sender: mpsc::Sender<Result<WatchChangesResponse, Status>>,
+    _slot: FeedSlot,
 ) {
     let mut stopping = state.stopping.subscribe();
     loop {

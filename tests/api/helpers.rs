@@ -145,6 +145,9 @@ impl TestDatabase {
             keepalive_ms: 30_000,
             max_connections: 4096,
             shutdown_grace_ms: 10_000,
+            max_calls: 512,
+            max_streams_per_connection: 128,
+            max_feeds_per_client: 16,
         }
     }
 }

@@ -12,6 +12,7 @@ mod feed;
 mod guessing;
 mod identity;
 mod keys;
+mod limits;
 mod permission;
 mod process;
 mod races;
