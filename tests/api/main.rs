@@ -16,6 +16,7 @@ mod limits;
 mod permission;
 mod process;
 mod races;
+mod secrecy;
 mod server;
 mod storage;
 mod wire;

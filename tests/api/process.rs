@@ -14,6 +14,8 @@ pub struct ServerProcess {
     /// `None` once it has exited.
     child: Option<Child>,
     lines: mpsc::Receiver<String>,
+    /// The threads that read its output; they end when it exits.
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub address: SocketAddr,
 }
 
@@ -44,6 +46,11 @@ impl ServerProcess {
     /// Starts `mandate` on a free port over `database`, with `args`, and waits until it serves;
     /// it writes its bootstrap key where `database.key()` reads it.
     pub async fn start(database: &TestDatabase, args: &[&str]) -> Self {
+        Self::start_with_log(database, args, "info").await
+    }
+
+    /// `start`, logging at `filter` (a `RUST_LOG` value).
+    pub async fn start_with_log(database: &TestDatabase, args: &[&str], filter: &str) -> Self {
         let mut all: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
@@ -56,19 +63,21 @@ impl ServerProcess {
         .map(|arg| (*arg).to_owned())
         .collect();
         all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let filter = filter.to_owned();
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            Self::spawn(&args)
+            Self::spawn(&args, &filter)
         })
         .await
         .expect("the server process starts")
     }
 
-    fn spawn(all: &[&str]) -> Self {
-        let mut child = mandate_command(all, &[])
+    fn spawn(all: &[&str], filter: &str) -> Self {
+        let mut child = mandate_command(all, &[("RUST_LOG", filter)])
             .spawn()
             .expect("start the mandate binary");
         let (sender, lines) = mpsc::channel();
+        let mut readers = Vec::new();
         for output in [
             child
                 .stdout
@@ -83,7 +92,7 @@ impl ServerProcess {
         .flatten()
         {
             let sender = sender.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(output).lines().map_while(Result::ok) {
                     if std::env::var_os("TEST_LOG").is_some() {
                         eprintln!("[server] {line}");
@@ -92,11 +101,12 @@ impl ServerProcess {
                         return;
                     }
                 }
-            });
+            }));
         }
         let mut server = Self {
             child: Some(child),
             lines,
+            readers,
             address: "0.0.0.0:0".parse().expect("an address"),
         };
         let line = server
@@ -129,9 +139,17 @@ impl ServerProcess {
         None
     }
 
+    /// Every line logged since the last one read; call it once the process has exited.
+    pub fn rest_of_the_log(&mut self) -> Vec<String> {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.lines.try_iter().collect()
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns how it exited and how long it
     /// took.
-    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
         let sent = Instant::now();
         let killed = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
