@@ -9,6 +9,11 @@ use prost::Message;
 use tonic::Code;
 
 use crate::helpers::{Backend, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    thousands_of_malformed_requests_get_deliberate_answers_and_failures_change_nothing
+);
 
 /// Sends `message` (already encoded, or not) to the gRPC method at `path` over a fresh HTTP/2
 /// connection; returns the status code and message, and the response's first message.
@@ -18,18 +23,31 @@ async fn raw_call(
     path: &str,
     message: &[u8],
 ) -> (Code, String, Bytes) {
+    raw_call_as(address, key, None, path, message).await
+}
+
+/// `raw_call`, on behalf of `customer` (`x-customer-id`, sent as given) when there is one.
+async fn raw_call_as(
+    address: SocketAddr,
+    key: &str,
+    customer: Option<&str>,
+    path: &str,
+    message: &[u8],
+) -> (Code, String, Bytes) {
     let socket = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
     let (client, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
     tokio::spawn(connection);
     let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(format!("http://{address}{path}"))
+    let mut request = http::Request::post(format!("http://{address}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("authorization", format!("Bearer {key}"))
-        .body(())
-        .expect("a request");
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(value) = customer.and_then(|c| http::HeaderValue::from_bytes(c.as_bytes()).ok()) {
+        request = request.header("x-customer-id", value);
+    }
+    let request = request.body(()).expect("a request");
     let (response, mut body) = client.send_request(request, false).expect("send");
     let mut frame = BytesMut::with_capacity(message.len() + 5);
     frame.put_u8(0);
@@ -115,4 +133,186 @@ async fn an_oversized_batch_is_refused_unread_and_the_largest_legitimate_one_is_
     assert_eq!(code, Code::Ok, "{message}");
     let answer = CheckPermissionsResponse::decode(first).expect("a CheckPermissionsResponse");
     assert_eq!(answer.results.len(), 100);
+}
+
+/// A small deterministic random source (splitmix64), so a failure can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// A string a hostile caller might send in any field.
+    fn string(&mut self, customer: &str) -> String {
+        match self.below(12) {
+            0 => String::new(),
+            1 => {
+                let len = self.below(20_000) as usize;
+                "x".repeat(len)
+            }
+            2 => {
+                let len = self.below(300) as usize;
+                "Ω\u{1F600}\u{202E}é".repeat(len)
+            }
+            3 => "\0\u{7}\n\r\t".into(),
+            4 => customer.to_owned(),
+            5 => "01a205df-1e69-7279-825f-4703e6030243".into(),
+            6 => "4SB9-9AMR-CB".into(),
+            7 => "24-123456 BLD".into(),
+            8 => "' OR 1=1 --".into(),
+            9 => "-1".into(),
+            10 => "%s%n{}".repeat(50),
+            _ => {
+                let len = self.below(64) as usize;
+                String::from_utf8_lossy(&self.bytes(len)).into_owned()
+            }
+        }
+    }
+
+    /// Protobuf bytes for some message: each of fields 1 to 7 absent, a string, a number, or a
+    /// nested message of random bytes.
+    fn message(&mut self, customer: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for field in 1u32..=7 {
+            match self.below(5) {
+                0 => {}
+                1 | 2 => {
+                    let text = self.string(customer);
+                    prost::encoding::string::encode(field, &text, &mut out);
+                }
+                3 => {
+                    let number = match self.below(4) {
+                        0 => -1i64,
+                        1 => i64::MAX,
+                        2 => i64::from(i32::MAX),
+                        _ => self.next() as i64,
+                    };
+                    prost::encoding::int64::encode(field, &number, &mut out);
+                }
+                _ => {
+                    let len = self.below(40) as usize;
+                    let inner = self.bytes(len);
+                    prost::encoding::bytes::encode(field, &inner, &mut out);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The revision counter and the rows of every table but the PIN attempts (which a wrong PIN
+/// counts, by design): what a failed call must leave as it was.
+async fn snapshot(app: &crate::helpers::TestApp) -> Vec<i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.store.connection();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT (SELECT value FROM revision_counter WHERE id = 1), \
+                    (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM contractors), \
+                    (SELECT COUNT(*) FROM memberships), (SELECT COUNT(*) FROM audit_events), \
+                    (SELECT COUNT(*) FROM application_links), (SELECT COUNT(*) FROM api_keys)",
+        ))
+        .await
+        .expect("the snapshot")
+        .expect("a row");
+    (0..7)
+        .map(|i| row.try_get_by_index::<i64>(i).expect("a number"))
+        .collect()
+}
+
+async fn thousands_of_malformed_requests_get_deliberate_answers_and_failures_change_nothing(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let (manager, _associate, _contractor, _pin) = app.story().await;
+    let methods = [
+        "IdentityService/RegisterCustomer",
+        "IdentityService/GetCustomer",
+        "IdentityService/LinkLegacyCustomer",
+        "ContractorService/RegisterContractor",
+        "ContractorService/GetContractor",
+        "ContractorService/UpdateContractor",
+        "ContractorService/ListMyContractors",
+        "ContractorService/AssociateByPin",
+        "ContractorService/GetPin",
+        "ContractorService/RotatePin",
+        "ContractorService/LeaveContractor",
+        "ContractorService/MergeContractors",
+        "PermissionService/ListAssociates",
+        "PermissionService/SetPermissions",
+        "PermissionService/RemoveAssociate",
+        "PermissionService/CheckPermission",
+        "PermissionService/CheckPermissions",
+        "PermissionService/LinkApplication",
+        "PermissionService/UnlinkApplication",
+        "PermissionService/ListAccessibleApplications",
+        "PermissionService/ListAuditEvents",
+    ];
+    let mut random = Random(0x5eed_0000_0000_0007);
+    let mut calls = 0;
+    for method in methods {
+        let path = format!("/mandate.v1.{method}");
+        for _ in 0..100 {
+            let message = match random.below(4) {
+                0 => {
+                    let len = random.below(200) as usize;
+                    random.bytes(len)
+                }
+                _ => random.message(&manager),
+            };
+            // gRPC metadata values are printable ASCII, and HTTP/2 servers cap the size of a
+            // request's headers (hyper answers 431 past 16 KiB): other values are the HTTP/2
+            // layer's to refuse, not Mandate's.
+            let customer = match random.below(3) {
+                0 => None,
+                1 => Some(manager.clone()),
+                _ => Some(
+                    random
+                        .string(&manager)
+                        .chars()
+                        .filter(|c| (' '..='~').contains(c))
+                        .take(200)
+                        .collect(),
+                ),
+            };
+            let before = snapshot(&app).await;
+            let (code, status_message, _) = raw_call_as(
+                app.address(),
+                &app.key,
+                customer.as_deref(),
+                &path,
+                &message,
+            )
+            .await;
+            calls += 1;
+            assert!(
+                !matches!(code, Code::Unknown | Code::Internal),
+                "{path} answered {code:?} ({status_message}) to {message:?}"
+            );
+            if code != Code::Ok {
+                assert_eq!(
+                    snapshot(&app).await,
+                    before,
+                    "{path} failed with {code:?} but changed what is stored"
+                );
+            }
+        }
+    }
+    assert_eq!(calls, 2100);
+    // Still serving.
+    app.customer("after-the-storm").await;
 }
