@@ -154,6 +154,26 @@ impl AuthLayer {
     }
 }
 
+/// Whether the call's key holds the staff scope.
+pub fn is_staff<T>(request: &Request<T>) -> bool {
+    request
+        .extensions()
+        .get::<Client>()
+        .is_some_and(|client| client.scopes.contains(Scope::Staff))
+}
+
+/// The customer the portal says it acts for, if it names a well-formed one. Believed as the
+/// portal's word (only portal keys may send it); not looked up.
+pub fn claimed_customer<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get(CUSTOMER_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|id| is_identifier(id))
+}
+
 /// The client system behind a call, for the audit trail.
 pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
     let client = request

@@ -72,9 +72,21 @@ impl ContractorService for ContractorApi {
         reply(
             async {
                 let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
-                let contractor = self.0.store.contractor(contractor_id).await?;
+                let store = &self.0.store;
+                let mut contractor = convert::contractor(store.contractor(contractor_id).await?);
+                let entitled = auth::is_staff(&request)
+                    || match auth::claimed_customer(&request) {
+                        Some(customer_id) => {
+                            store.is_associated(contractor_id, customer_id).await?
+                        }
+                        None => false,
+                    };
+                if !entitled {
+                    contractor.contact = None;
+                    contractor.mailing_address = None;
+                }
                 Ok(GetContractorResponse {
-                    contractor: Some(convert::contractor(contractor)),
+                    contractor: Some(contractor),
                 })
             }
             .await,

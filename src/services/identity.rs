@@ -42,9 +42,15 @@ impl IdentityService for IdentityApi {
         reply(
             async {
                 let customer_id = parse_id("customer_id", &request.get_ref().customer_id)?;
-                let customer = self.0.store.customer(customer_id).await?;
+                let mut customer = convert::customer(self.0.store.customer(customer_id).await?);
+                let entitled = auth::is_staff(&request)
+                    || auth::claimed_customer(&request) == Some(customer.customer_id.as_str());
+                if !entitled {
+                    customer.email.clear();
+                    customer.external_subject.clear();
+                }
                 Ok(GetCustomerResponse {
-                    customer: Some(convert::customer(customer)),
+                    customer: Some(customer),
                 })
             }
             .await,

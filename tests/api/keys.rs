@@ -24,7 +24,8 @@ on_both_backends!(
     each_scope_reaches_its_rpcs_and_no_others,
     calls_without_a_live_key_are_unauthenticated_and_health_needs_none,
     the_audit_trail_names_the_client_behind_each_change,
-    only_portal_keys_may_act_for_a_customer
+    only_portal_keys_may_act_for_a_customer,
+    contact_details_go_only_to_those_entitled
 );
 
 /// A key for the client `name` with `scopes`, live on `app` at once.
@@ -509,4 +510,79 @@ async fn reflection_can_be_turned_off() {
         answer.expect_err("no reflection").code(),
         Code::Unimplemented
     );
+}
+
+async fn contact_details_go_only_to_those_entitled(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    let stranger = app.customer("stranger").await.customer_id;
+    let portal = key_for(&app, "portal", &[Scope::Portal], None).await;
+    let staff = key_for(&app, "staff-console", &[Scope::Staff], None).await;
+    let portal_channel = with_key(app.channel.clone(), &portal);
+    let staff_channel = with_key(app.channel.clone(), &staff);
+
+    let customer = async |channel: &Authed, acting: Option<&str>| {
+        IdentityServiceClient::new(channel.clone())
+            .get_customer(request(
+                acting,
+                GetCustomerRequest {
+                    customer_id: associate.clone(),
+                },
+            ))
+            .await
+            .expect("the customer")
+            .into_inner()
+            .customer
+            .expect("a customer")
+    };
+    assert_eq!(
+        customer(&staff_channel, None).await.email,
+        "associate@example.ca"
+    );
+    assert_eq!(
+        customer(&portal_channel, Some(&associate)).await.email,
+        "associate@example.ca",
+        "a customer sees its own details"
+    );
+    for other in [Some(manager.as_str()), None] {
+        let seen = customer(&portal_channel, other).await;
+        assert_eq!(
+            (seen.email.as_str(), seen.external_subject.as_str()),
+            ("", "")
+        );
+        assert_eq!(
+            seen.display_name, "Customer associate",
+            "the name is not a secret"
+        );
+    }
+
+    let account = async |channel: &Authed, acting: Option<&str>| {
+        ContractorServiceClient::new(channel.clone())
+            .get_contractor(request(
+                acting,
+                GetContractorRequest {
+                    contractor_id: contractor.clone(),
+                },
+            ))
+            .await
+            .expect("the account")
+            .into_inner()
+            .contractor
+            .expect("an account")
+    };
+    assert!(account(&staff_channel, None).await.contact.is_some());
+    assert!(
+        account(&portal_channel, Some(&associate))
+            .await
+            .contact
+            .is_some()
+    );
+    for outsider in [Some(stranger.as_str()), None] {
+        let seen = account(&portal_channel, outsider).await;
+        assert!(
+            seen.contact.is_none() && seen.mailing_address.is_none(),
+            "{seen:?}"
+        );
+        assert_eq!(seen.business_name, "Rideau Builders Inc.");
+    }
 }

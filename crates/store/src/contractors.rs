@@ -119,6 +119,13 @@ impl Store {
         Ok((model.into(), revision))
     }
 
+    /// Whether `customer_id` is associated with the account, with whatever permissions.
+    pub async fn is_associated(&self, contractor_id: &str, customer_id: &str) -> Result<bool> {
+        Ok(permissions_of(&self.db, contractor_id, customer_id)
+            .await?
+            .is_some())
+    }
+
     /// The accounts `customer_id` is associated with, in the order the accounts were registered.
     pub async fn memberships(
         &self,
