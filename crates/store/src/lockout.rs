@@ -60,10 +60,11 @@ impl Store {
             .ok_or_else(|| Error::Corrupt("an upsert returned no row".into()))?;
         let attempts: i32 = row.try_get_by_index(0)?;
         let window_start: i64 = row.try_get_by_index(1)?;
+        // Another attempt may have opened the window a moment after this one read the clock.
         let left_ms = window_start
             .saturating_add(window)
             .saturating_sub(now)
-            .max(0);
+            .clamp(0, window);
         lockout.decide(
             u32::try_from(attempts).unwrap_or(u32::MAX),
             Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
