@@ -30,9 +30,8 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
     let scopes: &'static [Scope] = match (service, method) {
         ("mandate.v1.IdentityService", "GetCustomer")
         | ("mandate.v1.ContractorService", "GetContractor") => &[Portal, Staff],
-        ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", "MergeContractors") => {
-            &[Staff]
-        }
+        ("mandate.v1.IdentityService", "ClearPinLockout")
+        | ("mandate.v1.ContractorService", "MergeContractors") => &[Staff],
         ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", _) => &[Portal],
         (
             "mandate.v1.PermissionService",

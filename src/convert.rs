@@ -192,6 +192,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::ApplicationUnlinked => pb::ChangeKind::ApplicationUnlinked,
         ChangeKind::PinRead => pb::ChangeKind::PinRead,
         ChangeKind::PinRotated => pb::ChangeKind::PinRotated,
+        ChangeKind::PinLockoutCleared => pb::ChangeKind::PinLockoutCleared,
     }
 }
 

@@ -161,8 +161,11 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
 async fn unlock(settings: &Settings, customer_id: &str) -> Result<(), StartupError> {
     let store = mandate::startup::open_store(settings).await?;
     let customer_id = customer_id.trim();
-    store.customer(customer_id).await?;
-    if store.clear_pin_lockout(customer_id).await? {
+    let actor = mandate_store::Actor {
+        customer_id: None,
+        client: "mandate-cli".to_owned(),
+    };
+    if store.clear_pin_lockout(&actor, customer_id).await?.0 {
         eprintln!("lifted the PIN lockout of customer {customer_id}");
     } else {
         eprintln!("customer {customer_id} had no PIN attempts to forget");

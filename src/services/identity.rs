@@ -8,8 +8,9 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::pb::identity_service_server::IdentityService;
 use crate::pb::{
-    GetCustomerRequest, GetCustomerResponse, LinkLegacyCustomerRequest, LinkLegacyCustomerResponse,
-    RegisterCustomerRequest, RegisterCustomerResponse,
+    ClearPinLockoutRequest, ClearPinLockoutResponse, GetCustomerRequest, GetCustomerResponse,
+    LinkLegacyCustomerRequest, LinkLegacyCustomerResponse, RegisterCustomerRequest,
+    RegisterCustomerResponse,
 };
 
 /// `mandate.v1.IdentityService`.
@@ -66,5 +67,22 @@ impl IdentityService for IdentityApi {
              customer records and their one-time customer PINs"
                 .into(),
         )))
+    }
+
+    async fn clear_pin_lockout(
+        &self,
+        request: Request<ClearPinLockoutRequest>,
+    ) -> Result<Response<ClearPinLockoutResponse>, Status> {
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let customer_id = parse_id("customer_id", &request.get_ref().customer_id)?;
+                let (cleared, revision) =
+                    self.0.store.clear_pin_lockout(&actor, customer_id).await?;
+                tracing::info!(%customer_id, client = %actor.client, cleared, revision, "PIN lockout lifted");
+                Ok(ClearPinLockoutResponse { cleared, revision })
+            }
+            .await,
+        )
     }
 }

@@ -164,8 +164,32 @@ async fn a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_r
         .await
         .expect("another customer enters the PIN");
 
-    // Staff lift the lockout; the right PIN works again.
-    assert!(app.store.clear_pin_lockout(&guesser).await.expect("unlock"));
+    // Staff lift the lockout, audited; the right PIN works again.
+    let before = app.revision_counter().await;
+    let lifted = app
+        .identity
+        .clear_pin_lockout(mandate::pb::ClearPinLockoutRequest {
+            customer_id: guesser.clone(),
+        })
+        .await
+        .expect("unlock")
+        .into_inner();
+    assert!(lifted.cleared);
+    assert_eq!(
+        lifted.revision,
+        before + 1,
+        "the lift is a change of its own"
+    );
+    let again = app
+        .identity
+        .clear_pin_lockout(mandate::pb::ClearPinLockoutRequest {
+            customer_id: guesser.clone(),
+        })
+        .await
+        .expect("nothing left to lift")
+        .into_inner();
+    assert!(!again.cleared);
+    assert_eq!(again.revision, lifted.revision, "nothing changed");
     app.contractors
         .associate_by_pin(right(&guesser))
         .await

@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use mandate_domain::Error as Rule;
 use mandate_domain::lockout::PinLockout;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 
-use crate::{Error, Result, Store};
+use crate::entity::customer;
+use crate::{Actor, Change, ChangeKind, Error, Result, Revision, Store};
 
 impl Store {
     /// Takes one of `customer_id`'s PIN attempts in the current window, before the PIN is
@@ -95,21 +97,45 @@ impl Store {
         Ok(())
     }
 
-    /// Lifts `customer_id`'s lockout (a staff operation); whether there was anything to lift.
-    pub async fn clear_pin_lockout(&self, customer_id: &str) -> Result<bool> {
-        let backend = self.db.get_database_backend();
+    /// Lifts `customer_id`'s lockout (a staff operation), audited as `actor`; whether there
+    /// was anything to lift, and the revision (the current one when nothing changed).
+    pub async fn clear_pin_lockout(
+        &self,
+        actor: &Actor,
+        customer_id: &str,
+    ) -> Result<(bool, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        customer::Entity::find_by_id(customer_id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Rule::not_found("customer", customer_id))?;
+        let backend = txn.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => "DELETE FROM pin_attempts WHERE customer_id = $1",
             _ => "DELETE FROM pin_attempts WHERE customer_id = ?1",
         };
-        let done = self
-            .db
+        let done = txn
             .execute_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
                 [customer_id.into()],
             ))
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            // Nothing to lift: give the revision back by not committing.
+            txn.rollback().await?;
+            return Ok((false, revision - 1));
+        }
+        self.commit_change(
+            txn,
+            revision,
+            actor,
+            Change {
+                customer_id: Some(customer_id),
+                ..Change::of(ChangeKind::PinLockoutCleared)
+            },
+        )
+        .await?;
+        Ok((true, revision))
     }
 }

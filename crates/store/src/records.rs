@@ -31,10 +31,11 @@ pub enum ChangeKind {
     ApplicationUnlinked,
     PinRead,
     PinRotated,
+    PinLockoutCleared,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 11] = [
+    pub(crate) const ALL: [ChangeKind; 12] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -46,6 +47,7 @@ impl ChangeKind {
         ChangeKind::ApplicationUnlinked,
         ChangeKind::PinRead,
         ChangeKind::PinRotated,
+        ChangeKind::PinLockoutCleared,
     ];
 
     /// The name stored in the audit trail.
@@ -62,6 +64,7 @@ impl ChangeKind {
             ChangeKind::ApplicationUnlinked => "application_unlinked",
             ChangeKind::PinRead => "pin_read",
             ChangeKind::PinRotated => "pin_rotated",
+            ChangeKind::PinLockoutCleared => "pin_lockout_cleared",
         }
     }
 
