@@ -230,3 +230,140 @@ async fn sigterm_exits_within_the_grace_period_despite_silent_clients() {
     );
     drop(sockets);
 }
+
+/// A socket for an HTTP/2 client that can be made to stop reading and writing, as a peer that
+/// died without closing would; the test can still watch the socket itself.
+struct Pausable {
+    socket: std::sync::Arc<TcpStream>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pausable {
+    fn paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl tokio::io::AsyncRead for Pausable {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            if self.paused() {
+                return Poll::Pending;
+            }
+            match self.socket.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.socket.try_read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Pausable {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        loop {
+            if self.paused() {
+                return Poll::Pending;
+            }
+            match self.socket.poll_write_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.socket.try_write(data) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_pings_is_disconnected() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.keepalive_ms = 300;
+        settings.idle_timeout_ms = 600_000;
+    })
+    .await;
+    let socket = std::sync::Arc::new(TcpStream::connect(app.address()).await.expect("connect"));
+    let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = Pausable {
+        socket: socket.clone(),
+        paused: paused.clone(),
+    };
+    let (client, connection) = h2::client::handshake(io).await.expect("HTTP/2");
+    let _connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready for a call");
+    let request = http::Request::post(format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        app.address()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .expect("a request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("an empty HealthCheckRequest");
+    let mut answer = response.await.expect("an answer").into_body();
+    while answer.data().await.is_some() {}
+
+    // The peer goes silent: it reads nothing more, so it answers no ping.
+    paused.store(true, std::sync::atomic::Ordering::Relaxed);
+    let silent = Instant::now();
+    let closed = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            socket.readable().await.expect("readable");
+            match socket.try_read(&mut buf) {
+                // Closed, or reset.
+                Ok(0) => return,
+                Err(err) if err.kind() != std::io::ErrorKind::WouldBlock => return,
+                // Pings and whatever else the server sends, unanswered.
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), closed)
+        .await
+        .expect("the server closed the connection of a peer that answers no ping");
+    let took = silent.elapsed();
+    eprintln!("a peer answering no ping was disconnected after {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "closed after {took:?}, before a ping could go unanswered"
+    );
+    drop(client);
+}
