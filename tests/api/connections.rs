@@ -92,25 +92,26 @@ async fn idle_and_preface_only_connections_are_closed_while_new_clients_are_serv
     served(address, &app.key).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_idle_after_its_calls_is_closed() {
-    let app = spawn_app_with(Backend::Sqlite, |settings| {
-        settings.idle_timeout_ms = 500;
-    })
-    .await;
-    let socket = TcpStream::connect(app.address()).await.expect("connect");
-    let (client, connection) = h2::client::handshake(socket).await.expect("HTTP/2");
+/// An HTTP/2 connection over `io` that has made one call, a Health check by hand (gRPC over
+/// HTTP/2); the client, to keep the connection open, and the connection's task.
+async fn health_check_by_hand<T>(
+    io: T,
+    address: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = h2::client::handshake(io).await.expect("HTTP/2");
     let connection = tokio::spawn(connection);
     let mut client = client.ready().await.expect("ready for a call");
-    // A Health check, by hand: gRPC over HTTP/2.
-    let request = http::Request::post(format!(
-        "http://{}/grpc.health.v1.Health/Check",
-        app.address()
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .expect("a request");
+    let request = http::Request::post(format!("http://{address}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("a request");
     let (response, mut body) = client.send_request(request, false).expect("send");
     body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
         .expect("an empty HealthCheckRequest");
@@ -118,6 +119,17 @@ async fn a_connection_idle_after_its_calls_is_closed() {
     assert_eq!(response.status(), 200);
     let mut answer = response.into_body();
     while answer.data().await.is_some() {}
+    (client, connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_after_its_calls_is_closed() {
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.idle_timeout_ms = 500;
+    })
+    .await;
+    let socket = TcpStream::connect(app.address()).await.expect("connect");
+    let (client, connection) = health_check_by_hand(socket, app.address()).await;
     let quiet = Instant::now();
     // The client keeps its half open (`client` lives on): only the server can end it.
     tokio::time::timeout(Duration::from_secs(60), connection)
@@ -323,22 +335,7 @@ async fn a_peer_that_stops_answering_pings_is_disconnected() {
         socket: socket.clone(),
         paused: paused.clone(),
     };
-    let (client, connection) = h2::client::handshake(io).await.expect("HTTP/2");
-    let _connection = tokio::spawn(connection);
-    let mut client = client.ready().await.expect("ready for a call");
-    let request = http::Request::post(format!(
-        "http://{}/grpc.health.v1.Health/Check",
-        app.address()
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .expect("a request");
-    let (response, mut body) = client.send_request(request, false).expect("send");
-    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
-        .expect("an empty HealthCheckRequest");
-    let mut answer = response.await.expect("an answer").into_body();
-    while answer.data().await.is_some() {}
+    let (client, _connection) = health_check_by_hand(io, app.address()).await;
 
     // The peer goes silent: it reads nothing more, so it answers no ping.
     paused.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -6,7 +6,7 @@ use mandate_domain::Error as Rule;
 use mandate_domain::client::Scopes;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
-    QueryOrder, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QueryOrder,
 };
 
 use crate::entity::api_key;
@@ -89,13 +89,7 @@ impl Store {
     /// Records `key` only if the database has no key at all, which is true of exactly one of
     /// several servers starting together on a new database; `None` when a key exists.
     pub async fn create_first_key(&self, key: &NewKey<'_>) -> Result<Option<ApiKey>> {
-        let txn = self
-            .db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?;
+        let txn = self.begin_write().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({FIRST_KEY_LOCK})"))
                 .await?;

@@ -358,15 +358,21 @@ impl Store {
     /// Starts a write transaction and takes the revision its change will commit at.
     async fn begin_change(&self) -> Result<(DatabaseTransaction, Revision)> {
         self.check_file()?;
-        let txn = self
+        let txn = self.begin_write().await?;
+        let revision = next_revision(&txn).await?;
+        Ok((txn, revision))
+    }
+
+    /// Starts a transaction that will write: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it waits its turn instead of failing when it first writes.
+    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        Ok(self
             .db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
-            .await?;
-        let revision = next_revision(&txn).await?;
-        Ok((txn, revision))
+            .await?)
     }
 }
 
