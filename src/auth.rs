@@ -1,23 +1,21 @@
 //! Who is calling. Every call to `mandate.v1` presents a client system's API key
-//! (`authorization: Bearer <key>`); [`AuthLayer`] checks it against the live keys, checks that
+//! (`authorization: Bearer <key>`); [`Authenticate`] checks it against the live keys, checks that
 //! the key's scopes allow the RPC, and puts the [`Client`] into the call's extensions, where
 //! [`client`] and [`acting_customer`] read it. Health and server reflection are open.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use mandate_domain::client::Scope;
 use mandate_domain::paging::is_identifier;
 use mandate_store::{Actor, Store};
 use tonic::body::Body;
 use tonic::{Request, Status};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{Client, KeyRing};
+use crate::middleware::{Answer, Around};
 
 /// The metadata key naming the customer a portal call acts for.
 pub const CUSTOMER_HEADER: &str = "x-customer-id";
@@ -50,52 +48,25 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
 
 /// Checks each call's key and scopes before it reaches a service.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Authenticate {
     pub keys: Arc<KeyRing>,
     /// Calls refused so far, for the log.
     pub refused: Arc<AtomicU64>,
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Authenticate<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Authenticate {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Authenticate<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> Service<http::Request<B>> for Authenticate<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Around for Authenticate {
+    fn around<S, B>(&self, mut request: http::Request<B>, next: &mut S) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+    {
         if let Some(scopes) = required_scopes(request.uri().path()) {
-            match self.layer.authorize(&request, scopes) {
+            match self.authorize(&request, scopes) {
                 Ok(client) => {
                     request.extensions_mut().insert(client);
                 }
                 Err(status) => {
-                    let refused = self.layer.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::warn!(
                         path = %request.uri().path(),
                         code = ?status.code(),
@@ -107,12 +78,11 @@ where
                 }
             }
         }
-        let response = self.inner.call(request);
-        Box::pin(response)
+        Box::pin(next.call(request))
     }
 }
 
-impl AuthLayer {
+impl Authenticate {
     /// The client whose key the call presents, if the key is live and its scopes allow the RPC.
     fn authorize<B>(&self, request: &http::Request<B>, scopes: &[Scope]) -> Result<Client, Status> {
         let presented = request

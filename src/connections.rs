@@ -5,7 +5,7 @@
 //! for the newcomer: sockets that never speak cannot lock real clients out.
 //!
 //! Each accepted socket is wrapped in [`Guarded`], which fails its reads once the connection
-//! has expired, so that hyper closes it; [`ActivityLayer`] tells each connection when calls
+//! has expired, so that hyper closes it; [`TrackActivity`] tells each connection when calls
 //! start and end (a streamed call lasts until its response body is dropped).
 
 use std::collections::VecDeque;
@@ -27,7 +27,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-use tower::{Layer, Service};
+use tower::Service;
+
+use crate::middleware::{Answer, Around};
 
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]
@@ -382,37 +384,14 @@ impl RefusalLog {
 /// Tells each call's connection when the call starts and ends, and gives the call the TCP
 /// details tonic's `remote_addr` reads.
 #[derive(Debug, Clone, Default)]
-pub struct ActivityLayer;
+pub struct TrackActivity;
 
-impl<S> Layer<S> for ActivityLayer {
-    type Service = ActivityService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ActivityService { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ActivityService<S> {
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> Service<http::Request<B>> for ActivityService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Around for TrackActivity {
+    fn around<S, B>(&self, mut request: http::Request<B>, next: &mut S) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+    {
         let guard = request
             .extensions()
             .get::<ConnectionInfo>()
@@ -421,7 +400,7 @@ where
                 request.extensions_mut().insert(info.tcp);
                 info.activity.begin()
             });
-        let response = self.inner.call(request);
+        let response = next.call(request);
         Box::pin(async move {
             let response = response.await?;
             Ok(match guard {

@@ -10,6 +10,7 @@ mod convert;
 mod error;
 pub mod keys;
 mod limits;
+mod middleware;
 mod redact;
 mod secrets;
 mod services;

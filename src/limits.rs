@@ -10,27 +10,25 @@
 //! streams are timed until their first response headers, and each of their own database reads
 //! is bounded where it is made.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
+
+use crate::middleware::{Answer, Around};
 
 /// Bounds the calls in flight, and each call by the database wait.
 #[derive(Debug, Clone)]
-pub struct CallLimitLayer {
-    pub wait: Duration,
-    pub max_calls: usize,
+pub struct CallLimits {
+    wait: Duration,
+    max_calls: usize,
     calls: Arc<Semaphore>,
 }
 
-impl CallLimitLayer {
+impl CallLimits {
     pub fn new(wait: Duration, max_calls: usize) -> Self {
         Self {
             wait,
@@ -40,48 +38,21 @@ impl CallLimitLayer {
     }
 }
 
-impl<S> Layer<S> for CallLimitLayer {
-    type Service = CallLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CallLimit {
-            inner,
-            limits: self.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct CallLimit<S> {
-    inner: S,
-    limits: CallLimitLayer,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> Service<http::Request<B>> for CallLimit<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let wait = self.limits.wait;
+impl Around for CallLimits {
+    fn around<S, B>(&self, request: http::Request<B>, next: &mut S) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+    {
+        let wait = self.wait;
         let path = request.uri().path().to_owned();
         let slot = if path.starts_with("/grpc.health.") {
             None
         } else {
-            match self.limits.calls.clone().try_acquire_owned() {
+            match self.calls.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
-                    let max = self.limits.max_calls;
+                    let max = self.max_calls;
                     tracing::warn!(%path, max_calls = max, "shedding a call: too many in flight");
                     return Box::pin(async move {
                         Ok(Status::unavailable(format!(
@@ -92,7 +63,7 @@ where
                 }
             }
         };
-        let response = self.inner.call(request);
+        let response = next.call(request);
         Box::pin(async move {
             let _slot = slot;
             match tokio::time::timeout(wait, response).await {

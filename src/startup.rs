@@ -14,11 +14,12 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::auth::AuthLayer;
+use crate::auth::Authenticate;
 use crate::config::Settings;
-use crate::connections::{self, ActivityLayer, ConnectionLimits};
+use crate::connections::{self, ConnectionLimits, TrackActivity};
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
-use crate::limits::CallLimitLayer;
+use crate::limits::CallLimits;
+use crate::middleware::AroundLayer;
 use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
@@ -190,12 +191,15 @@ impl Application {
             .http2_keepalive_interval(Some(self.keepalive))
             .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
-            .layer(ActivityLayer)
-            .layer(AuthLayer {
+            .layer(AroundLayer(TrackActivity))
+            .layer(AroundLayer(Authenticate {
                 keys: self.keys.clone(),
                 refused: Arc::default(),
-            })
-            .layer(CallLimitLayer::new(self.database_wait, self.max_calls))
+            }))
+            .layer(AroundLayer(CallLimits::new(
+                self.database_wait,
+                self.max_calls,
+            )))
             .add_service(health_service)
             .add_optional_service(self.reflection.then(|| v1.build_v1()).transpose()?)
             .add_optional_service(
