@@ -1,7 +1,9 @@
 //! Who is calling. Every call to `mandate.v1` presents a client system's API key
-//! (`authorization: Bearer <key>`); [`Authenticate`] checks it against the live keys, checks that
-//! the key's scopes allow the RPC, and puts the [`Client`] into the call's extensions, where
-//! [`client`] and [`acting_customer`] read it. Health and server reflection are open.
+//! (`authorization: Bearer <key>`) or comes over a mutual-TLS connection whose client
+//! certificate is registered for a client system; [`Authenticate`] checks the credential against
+//! the live ones, checks that its scopes allow the RPC, and puts the [`Client`] into the call's
+//! extensions, where [`client`] and [`acting_customer`] read it. A key, when sent, decides alone.
+//! Health and server reflection are open.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +12,13 @@ use mandate_domain::client::Scope;
 use mandate_domain::paging::is_identifier;
 use mandate_store::{Actor, Store};
 use tonic::body::Body;
+use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Status};
 use tower::Service;
 
+use crate::connections::ConnectionInfo;
 use crate::error::{ApiError, ApiResult};
-use crate::keys::{Client, KeyRing};
+use crate::keys::{Client, FINGERPRINT_PREFIX, KeyRing, fingerprint};
 use crate::middleware::{Answer, Around};
 
 /// The metadata key naming the customer a portal call acts for.
@@ -83,30 +87,35 @@ impl Around for Authenticate {
 }
 
 impl Authenticate {
-    /// The client whose key the call presents, if the key is live and its scopes allow the RPC.
+    /// The client whose key or certificate the call presents, if that credential is live and its
+    /// scopes allow the RPC.
     fn authorize<B>(&self, request: &http::Request<B>, scopes: &[Scope]) -> Result<Client, Status> {
-        let presented = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "this call needs a client system's API key: send `authorization: Bearer <key>`",
-                )
-            })?;
-        let client = self.keys.verify(presented).ok_or_else(|| {
-            Status::unauthenticated("the API key is not valid: unknown, revoked or expired")
-        })?;
+        let client = match request.headers().get(http::header::AUTHORIZATION) {
+            Some(value) => {
+                let presented = value
+                    .to_str()
+                    .ok()
+                    .and_then(|value| {
+                        value
+                            .strip_prefix("Bearer ")
+                            .or_else(|| value.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "the `authorization` metadata must be `Bearer <key>`",
+                        )
+                    })?;
+                self.keys.verify(presented).ok_or_else(|| {
+                    Status::unauthenticated("the API key is not valid: unknown, revoked or expired")
+                })?
+            }
+            None => self.certified_client(request)?,
+        };
         if !client.scopes.any_of(scopes) {
             let needed: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
             return Err(Status::permission_denied(format!(
-                "the key of client `{}` lacks the scope this RPC needs: {}",
+                "the credential of client `{}` lacks the scope this RPC needs: {}",
                 client.name,
                 needed.join(" or ")
             )));
@@ -115,11 +124,36 @@ impl Authenticate {
         {
             return Err(Status::permission_denied(format!(
                 "only a key with the portal scope may act for a customer (`{CUSTOMER_HEADER}`); \
-                 the key of client `{}` has none",
+                 the credential of client `{}` has none",
                 client.name
             )));
         }
         Ok(client)
+    }
+
+    /// The client that the connection's TLS client certificate stands for.
+    fn certified_client<B>(&self, request: &http::Request<B>) -> Result<Client, Status> {
+        let certificates = request
+            .extensions()
+            .get::<TlsConnectInfo<ConnectionInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "this call needs a client system's API key (`authorization: Bearer <key>`) \
+                     or a registered client certificate",
+                )
+            })?;
+        // The TLS handshake verified the chain; the first certificate is the client's own.
+        let certificate = certificates
+            .first()
+            .ok_or_else(|| Status::unauthenticated("the TLS client presented no certificate"))?;
+        self.keys.verify_certificate(certificate).ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "the client certificate {FINGERPRINT_PREFIX}{}… is not registered for a client \
+                 system (`mandate keys create --certificate`), or was revoked or expired",
+                &hex::encode(fingerprint(certificate))[..16]
+            ))
+        })
     }
 }
 

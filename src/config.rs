@@ -12,6 +12,7 @@ use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
 use crate::connections::ConnectionLimits;
+use crate::tls::TlsSettings;
 
 /// How the server is configured.
 #[derive(Debug, Clone, Args)]
@@ -113,6 +114,9 @@ pub struct Settings {
     /// legacy account) receives: `manager` (today's behaviour) or `none` (the announced default).
     #[arg(long, env = "MANDATE_MANAGERLESS_POLICY", value_enum, default_value_t = Policy::Manager)]
     pub managerless_policy: Policy,
+
+    #[command(flatten)]
+    pub tls: TlsSettings,
 }
 
 /// The `--managerless-policy` values.

@@ -1,9 +1,11 @@
-//! API keys: how they are made, and the verified keys every call is checked against.
+//! Client credentials: how API keys are made and client certificates registered, and the live
+//! credentials every call is checked against.
 //!
 //! A key is `mdt_` and 64 hex characters (256 random bits). The database keeps its SHA-256 and
-//! its first characters; the key itself is shown once, when it is created. Each server keeps the
-//! live keys (not revoked) in memory and reloads them every half second, so a call pays no
-//! database read for its key and a revocation or a new key reaches every replica within a
+//! its first characters; the key itself is shown once, when it is created. A client certificate
+//! (mutual TLS) is registered by its SHA-256 fingerprint. Each server keeps the live credentials
+//! (not revoked) in memory and reloads them every half second, so a call pays no database read
+//! for its credential and a revocation or a new credential reaches every replica within a
 //! second.
 
 use std::collections::HashMap;
@@ -16,13 +18,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mandate_domain::client::Scopes;
-use mandate_store::{ApiKey, NewKey, Store};
+use mandate_store::{ApiKey, KeyKind, NewKey, Store};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
 /// What every key starts with, so that a leaked key is recognisable (secret scanners).
 pub const KEY_PREFIX: &str = "mdt_";
 /// How much of a key is stored and shown to tell keys apart.
 const SHOWN_PREFIX_LEN: usize = 12;
+/// How a certificate's fingerprint is shown; the stored prefix is this and 9 hex digits.
+pub const FINGERPRINT_PREFIX: &str = "sha256:";
 /// How often every server reloads the live keys: the bound on a revocation's delay is this plus
 /// one database read.
 pub const KEY_RELOAD: Duration = Duration::from_millis(500);
@@ -54,6 +60,11 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// The SHA-256 fingerprint of a DER-encoded certificate.
+pub fn fingerprint(certificate: &[u8]) -> [u8; 32] {
+    Sha256::digest(certificate).into()
+}
+
 /// Why a key could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -61,6 +72,8 @@ pub enum KeyError {
     Random(getrandom::Error),
     #[error(transparent)]
     Store(#[from] mandate_store::Error),
+    #[error("{0}")]
+    Certificate(String),
     #[error("cannot write the key file {path}: {source}")]
     File {
         path: String,
@@ -80,12 +93,43 @@ pub async fn create(
         .create_key(&NewKey {
             name,
             scopes,
+            kind: KeyKind::Key,
             key_hash: &hash,
             key_prefix: &secret[..SHOWN_PREFIX_LEN],
             expire_time,
         })
         .await?;
     Ok(IssuedKey { secret, record })
+}
+
+/// Registers the client certificate in the PEM file `pem` for the client system `name` with
+/// `scopes`: a client presenting it in a mutual-TLS handshake needs no key. The certificate
+/// itself is not stored, only its fingerprint.
+pub async fn register_certificate(
+    store: &Store,
+    name: &str,
+    scopes: Scopes,
+    expire_time: Option<DateTime<Utc>>,
+    pem: &Path,
+) -> Result<ApiKey, KeyError> {
+    let certificate = CertificateDer::from_pem_file(pem).map_err(|err| {
+        KeyError::Certificate(format!(
+            "cannot read a PEM certificate from {}: {err}",
+            pem.display()
+        ))
+    })?;
+    let hash = hex::encode(fingerprint(&certificate));
+    let shown = format!("{FINGERPRINT_PREFIX}{}", &hash[..9]);
+    Ok(store
+        .create_key(&NewKey {
+            name,
+            scopes,
+            kind: KeyKind::Certificate,
+            key_hash: &hash,
+            key_prefix: &shown,
+            expire_time,
+        })
+        .await?)
 }
 
 /// On a database with no key at all, creates one with every scope for the client `bootstrap`
@@ -95,6 +139,7 @@ pub async fn bootstrap(store: &Store, file: &Path) -> Result<Option<ApiKey>, Key
     let key = NewKey {
         name: "bootstrap",
         scopes: Scopes::all(),
+        kind: KeyKind::Key,
         key_hash: &hash,
         key_prefix: &secret[..SHOWN_PREFIX_LEN],
         expire_time: None,
@@ -118,29 +163,49 @@ pub async fn bootstrap(store: &Store, file: &Path) -> Result<Option<ApiKey>, Key
     Ok(Some(record))
 }
 
-/// A live key in memory.
+/// A live credential in memory.
 struct Known {
     digest: [u8; 32],
     client: Client,
     expire_time: Option<DateTime<Utc>>,
 }
 
-/// The live keys, by the SHA-256 of the key.
+/// The live credentials: keys by the SHA-256 of the key, certificates by their fingerprint.
+#[derive(Default)]
+struct Live {
+    keys: HashMap<[u8; 32], Known>,
+    certificates: HashMap<[u8; 32], Known>,
+}
+
+/// The live credentials, as last loaded.
 #[derive(Default)]
 pub struct KeyRing {
-    keys: RwLock<Arc<HashMap<[u8; 32], Known>>>,
+    live: RwLock<Arc<Live>>,
 }
 
 impl KeyRing {
     /// The client a presented key belongs to, if it is live and unexpired.
     pub fn verify(&self, presented: &str) -> Option<Client> {
-        let digest = digest(presented);
-        let keys = self
-            .keys
+        self.find(digest(presented), |live| &live.keys)
+    }
+
+    /// The client a DER-encoded client certificate (already verified by the TLS handshake)
+    /// stands for, if it is registered, live and unexpired.
+    pub fn verify_certificate(&self, certificate: &[u8]) -> Option<Client> {
+        self.find(fingerprint(certificate), |live| &live.certificates)
+    }
+
+    fn find(
+        &self,
+        digest: [u8; 32],
+        table: impl FnOnce(&Live) -> &HashMap<[u8; 32], Known>,
+    ) -> Option<Client> {
+        let live = self
+            .live
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let known = keys.get(&digest)?;
+        let known = table(&live).get(&digest)?;
         // The map found it by its digest; compare the whole digest again in constant time, so
         // that no answer depends on how much of a guess was right.
         if !constant_time_eq(&known.digest, &digest) {
@@ -152,9 +217,9 @@ impl KeyRing {
         Some(known.client.clone())
     }
 
-    /// Replaces the live keys with those `store` holds now.
+    /// Replaces the live credentials with those `store` holds now; returns how many there are.
     pub async fn reload(&self, store: &Store) -> Result<usize, mandate_store::Error> {
-        let mut live = HashMap::new();
+        let mut live = Live::default();
         for key in store.within(store.keys()).await? {
             if key.revoke_time.is_some() {
                 continue;
@@ -166,7 +231,11 @@ impl KeyRing {
                 tracing::error!(key_id = %key.key_id, "a stored key hash is malformed; ignored");
                 continue;
             };
-            live.insert(
+            let table = match key.kind {
+                KeyKind::Key => &mut live.keys,
+                KeyKind::Certificate => &mut live.certificates,
+            };
+            table.insert(
                 digest,
                 Known {
                     digest,
@@ -178,8 +247,8 @@ impl KeyRing {
                 },
             );
         }
-        let count = live.len();
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(live);
+        let count = live.keys.len() + live.certificates.len();
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(live);
         Ok(count)
     }
 }

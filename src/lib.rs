@@ -15,6 +15,7 @@ mod redact;
 mod secrets;
 mod services;
 pub mod startup;
+pub mod tls;
 
 /// The generated `mandate.v1` messages, clients and servers.
 pub mod pb {

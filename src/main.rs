@@ -1,5 +1,6 @@
 //! `mandate`: the gRPC server (the default), and the operator's commands.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +40,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Create a key for a client system and print it, once: it is stored only as a hash.
+    /// Create a key for a client system and print it, once: it is stored only as a hash. With
+    /// `--certificate`, register the client system's TLS client certificate instead.
     Create {
         /// The client system, as the audit trail will name it (`payments`, `staff-console`).
         #[arg(long)]
@@ -50,8 +52,13 @@ enum KeysCommand {
         /// When the key stops working, as an RFC 3339 time (`2027-06-30T00:00:00Z`).
         #[arg(long)]
         expires: Option<String>,
+        /// A client certificate, as PEM, that stands for the client system over mutual TLS
+        /// (`--tls-client-ca`): no key is made; the certificate's fingerprint is recorded.
+        #[arg(long)]
+        certificate: Option<PathBuf>,
     },
-    /// List every key (never the keys themselves): id, client, scopes, prefix, times.
+    /// List every key and certificate (never the keys themselves): id, client, scopes, kind,
+    /// prefix or fingerprint, times.
     List,
     /// Revoke a key: every server refuses it within a second.
     Revoke {
@@ -97,6 +104,7 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
             name,
             scopes,
             expires,
+            certificate,
         } => {
             let name = parse_client_name("--name", &name).map_err(invalid)?;
             let scopes = scopes
@@ -115,6 +123,16 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
                         })
                 })
                 .transpose()?;
+            if let Some(pem) = certificate {
+                let record =
+                    mandate::keys::register_certificate(&store, &name, scopes, expire_time, &pem)
+                        .await?;
+                eprintln!(
+                    "registered certificate {} ({}…) for client `{name}` with scopes {scopes}",
+                    record.key_id, record.key_prefix
+                );
+                return Ok(());
+            }
             let issued = mandate::keys::create(&store, &name, scopes, expire_time).await?;
             eprintln!(
                 "created key {} for client `{name}` with scopes {scopes}; it is shown once, here:",
@@ -124,8 +142,8 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
         }
         KeysCommand::List => {
             println!(
-                "{:<36}  {:<20}  {:<26}  {:<12}  {:<20}  {:<20}  revoked",
-                "key id", "client", "scopes", "prefix", "created", "expires"
+                "{:<36}  {:<20}  {:<26}  {:<11}  {:<16}  {:<20}  {:<20}  revoked",
+                "key id", "client", "scopes", "kind", "prefix", "created", "expires"
             );
             let time = |t: Option<DateTime<Utc>>| {
                 t.map_or_else(
@@ -135,10 +153,11 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
             };
             for key in store.keys().await? {
                 println!(
-                    "{:<36}  {:<20}  {:<26}  {:<12}  {:<20}  {:<20}  {}",
+                    "{:<36}  {:<20}  {:<26}  {:<11}  {:<16}  {:<20}  {:<20}  {}",
                     key.key_id,
                     key.name,
                     key.scopes.to_string(),
+                    key.kind.as_str(),
                     key.key_prefix,
                     time(Some(key.create_time)),
                     time(key.expire_time),

@@ -10,7 +10,7 @@ use mandate_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -53,6 +53,8 @@ pub enum StartupError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the server failed: {0}")]
@@ -71,6 +73,7 @@ pub struct Application {
     keys: Arc<KeyRing>,
     max_calls: usize,
     max_streams: u32,
+    tls: Option<ServerTlsConfig>,
     state: Shared,
 }
 
@@ -78,6 +81,9 @@ impl Application {
     /// Loads the PIN secret, opens and migrates the database, and binds the listen address.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         require_existing_database(settings)?;
+        let limits = settings.connection_limits();
+        let tls = crate::tls::server_config(&settings.tls, limits.handshake_timeout)
+            .map_err(StartupError::Tls)?;
         // The database file first, then its secret file: a replica starting at the same moment
         // never sees a secret file without its database.
         let store = Store::connect(&settings.database_url, settings.store_options()).await?;
@@ -112,7 +118,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
-            limits: settings.connection_limits(),
+            limits,
             keepalive: Duration::from_millis(settings.keepalive_ms),
             grace: Duration::from_millis(settings.shutdown_grace_ms),
             database_wait: Duration::from_millis(settings.database_wait_ms),
@@ -120,6 +126,7 @@ impl Application {
             keys,
             max_calls: usize::try_from(settings.max_calls).unwrap_or(usize::MAX),
             max_streams: settings.max_streams_per_connection,
+            tls,
             state: Arc::new(State {
                 store,
                 vault,
@@ -185,8 +192,12 @@ impl Application {
         };
         let cut = watch::Sender::new(false);
         let incoming = connections::accept(self.listener, self.limits, &cut);
-        tracing::info!(address = %self.address, "serving mandate.v1");
-        let serve = Server::builder()
+        tracing::info!(address = %self.address, tls = self.tls.is_some(), "serving mandate.v1");
+        let mut server = Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        let serve = server
             .max_concurrent_streams(Some(self.max_streams))
             .http2_keepalive_interval(Some(self.keepalive))
             .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))

@@ -1,7 +1,6 @@
 //! `spawn_app`: a fresh database, migrated, behind a real server on port 0, with clients.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use mandate::CUSTOMER_HEADER;
 use mandate::config::{Policy, Settings};
@@ -19,7 +18,7 @@ use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
@@ -106,6 +105,11 @@ impl TestDatabase {
         }
     }
 
+    /// A private directory that lives as long as the database.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Where servers on this database write the bootstrap API key.
     pub fn key_file(&self) -> PathBuf {
         self.dir.join("bootstrap-key")
@@ -148,6 +152,7 @@ impl TestDatabase {
             max_calls: 512,
             max_streams_per_connection: 128,
             max_feeds_per_client: 16,
+            tls: mandate::tls::TlsSettings::default(),
         }
     }
 }
@@ -225,7 +230,21 @@ pub async fn start_with(database: TestDatabase, settings: &Settings) -> TestApp 
         .await
         .expect("the server starts");
     let key = database.key();
-    serve(app, Some(database), key).await
+    serve(app, Some(database), key, None).await
+}
+
+/// Starts a server whose settings turn TLS on; its clients connect over TLS with `client`.
+pub async fn start_with_tls(
+    database: TestDatabase,
+    settings: &Settings,
+    client: ClientTlsConfig,
+) -> TestApp {
+    init_test_log();
+    let app = Application::build(settings)
+        .await
+        .expect("the server starts");
+    let key = database.key();
+    serve(app, Some(database), key, Some(client)).await
 }
 
 /// Starts two servers over one fresh database at the same moment, as two replicas would;
@@ -240,13 +259,19 @@ pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
         first.expect("the first replica starts"),
         Some(database),
         key.clone(),
+        None,
     )
     .await;
-    let second = serve(second.expect("the second replica starts"), None, key).await;
+    let second = serve(second.expect("the second replica starts"), None, key, None).await;
     (first, second)
 }
 
-async fn serve(app: Application, database: Option<TestDatabase>, key: String) -> TestApp {
+async fn serve(
+    app: Application,
+    database: Option<TestDatabase>,
+    key: String,
+    tls: Option<ClientTlsConfig>,
+) -> TestApp {
     let address = app.address();
     let store = app.store();
     let keys = app.keys();
@@ -258,11 +283,13 @@ async fn serve(app: Application, database: Option<TestDatabase>, key: String) ->
         .await
         .expect("the server runs");
     });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .expect("a valid URI")
-        .connect()
-        .await
-        .expect("connect to the server");
+    let channel = match tls {
+        None => channel_to(address).await,
+        Some(tls) => tls_channel(address, tls)
+            .connect()
+            .await
+            .expect("connect to the server over TLS"),
+    };
     TestApp {
         address,
         store,
@@ -442,6 +469,9 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if !std::thread::panicking() {
+            crate::logcheck::assert_no_secrets_logged();
+        }
     }
 }
 
@@ -486,6 +516,17 @@ pub fn with_key(channel: Channel, key: &str) -> Authed {
         .parse()
         .expect("a key is valid metadata");
     InterceptedService::new(channel, WithKey(value))
+}
+
+/// A connection to the TLS server at `address`, whose certificate names `localhost`.
+pub fn tls_channel(
+    address: std::net::SocketAddr,
+    tls: ClientTlsConfig,
+) -> tonic::transport::Endpoint {
+    Channel::from_shared(format!("https://{address}"))
+        .expect("a valid URI")
+        .tls_config(tls.domain_name("localhost"))
+        .expect("a valid TLS configuration")
 }
 
 /// A new connection to the server at `address`.
@@ -550,17 +591,7 @@ pub fn all_permissions() -> Vec<i32> {
 }
 
 fn init_test_log() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(
-                    "debug,sqlx=info,h2=info,hyper=info,tower=info",
-                ))
-                .with_test_writer()
-                .try_init();
-        }
-    });
+    crate::logcheck::install();
 }
 
 /// A TCP proxy on a free loopback port, forwarding to `target`, that a test can cut (as a

@@ -14,6 +14,8 @@ pub struct ServerProcess {
     /// `None` once it has exited.
     child: Option<Child>,
     lines: mpsc::Receiver<String>,
+    /// The lines read so far.
+    seen: Vec<String>,
     /// The threads that read its output; they end when it exits.
     readers: Vec<std::thread::JoinHandle<()>>,
     pub address: SocketAddr,
@@ -106,6 +108,7 @@ impl ServerProcess {
         let mut server = Self {
             child: Some(child),
             lines,
+            seen: Vec::new(),
             readers,
             address: "0.0.0.0:0".parse().expect("an address"),
         };
@@ -131,8 +134,12 @@ impl ServerProcess {
         let deadline = Instant::now() + PATIENCE;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return Some(line),
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return Some(line);
+                    }
+                }
                 Err(_) => return None,
             }
         }
@@ -144,7 +151,15 @@ impl ServerProcess {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
-        self.lines.try_iter().collect()
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        self.seen.extend(rest.iter().cloned());
+        rest
+    }
+
+    /// Every line the process logged, from its start; call it once the process has exited.
+    pub fn whole_log(&mut self) -> Vec<String> {
+        self.rest_of_the_log();
+        self.seen.clone()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns how it exited and how long it

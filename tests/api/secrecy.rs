@@ -136,7 +136,7 @@ async fn a_trace_level_log_holds_no_key_and_no_pin() {
 
     let ((status, _), log) = tokio::task::spawn_blocking(move || {
         let exited = server.terminate();
-        (exited, server.rest_of_the_log())
+        (exited, server.whole_log())
     })
     .await
     .expect("the server stops");
@@ -166,5 +166,48 @@ async fn a_trace_level_log_holds_no_key_and_no_pin() {
     assert!(
         !log.contains(&secret_file.trim().to_uppercase()),
         "the log holds the PIN secret"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_level_log_holds_no_database_password() {
+    // The test cluster trusts local connections, so it accepts any password: the server
+    // connects, and its whole trace-level log is searched for the password it was given.
+    let password = "Pw-in-the-url-7f3a9c";
+    let mut database = TestDatabase::new(Backend::Postgres).await;
+    database.url = database.url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{password}@"),
+        1,
+    );
+    let secret_file = database.dir().join("pin-secret");
+    let secret_file = secret_file.display().to_string();
+    let mut server =
+        ServerProcess::start_with_log(&database, &["--pin-secret-file", &secret_file], "trace")
+            .await;
+    let channel = with_key(channel_to(server.address).await, &database.key());
+    IdentityServiceClient::new(channel)
+        .register_customer(RegisterCustomerRequest {
+            external_subject: "passworded".into(),
+            display_name: "Passworded".into(),
+            email: "passworded@example.ca".into(),
+        })
+        .await
+        .expect("served over a URL with a password");
+    let ((status, _), log) = tokio::task::spawn_blocking(move || {
+        let exited = server.terminate();
+        (exited, server.whole_log())
+    })
+    .await
+    .expect("the server stops");
+    let log = log.join("\n");
+    assert!(status.success(), "{status}");
+    assert!(
+        !log.contains(password),
+        "the log holds the database password"
+    );
+    assert!(
+        log.contains("postgres://postgres@"),
+        "the trace-level log shows the URL, without its password"
     );
 }

@@ -1,5 +1,6 @@
-//! Client systems' API keys. Only a key's SHA-256 is stored (a key is 256 random bits, so a
-//! fast hash is enough), with a short prefix that lets an operator tell keys apart.
+//! Client systems' credentials: API keys and client certificates. Only a key's SHA-256 is stored
+//! (a key is 256 random bits, so a fast hash is enough), with a short prefix that lets an operator
+//! tell keys apart; a certificate is stored as its SHA-256 fingerprint.
 
 use chrono::{DateTime, Utc};
 use mandate_domain::Error as Rule;
@@ -15,14 +16,42 @@ use crate::{Error, Result, Store, new_id, now};
 /// The PostgreSQL advisory lock that serialises the first key's creation ("mdtkeys" in ASCII).
 const FIRST_KEY_LOCK: i64 = 0x006d_6474_6b65_7973;
 
-/// A client system's key, as stored: never the key itself.
+/// What a client credential is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An API key, presented as `authorization: Bearer <key>`.
+    Key,
+    /// A client certificate, presented in the TLS handshake.
+    Certificate,
+}
+
+impl KeyKind {
+    /// The kind as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Certificate => "certificate",
+        }
+    }
+
+    fn from_stored(text: &str) -> Option<Self> {
+        match text {
+            "key" => Some(Self::Key),
+            "certificate" => Some(Self::Certificate),
+            _ => None,
+        }
+    }
+}
+
+/// A client system's credential, as stored: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub key_id: String,
     /// The client system, as the audit trail names it.
     pub name: String,
     pub scopes: Scopes,
-    /// Hex SHA-256 of the key.
+    pub kind: KeyKind,
+    /// Hex SHA-256 of the key, or of the certificate (its fingerprint).
     pub key_hash: String,
     /// The key's first characters, to recognise it by.
     pub key_prefix: String,
@@ -35,6 +64,7 @@ pub struct ApiKey {
 pub struct NewKey<'a> {
     pub name: &'a str,
     pub scopes: Scopes,
+    pub kind: KeyKind,
     pub key_hash: &'a str,
     pub key_prefix: &'a str,
     pub expire_time: Option<DateTime<Utc>>,
@@ -50,10 +80,14 @@ impl TryFrom<api_key::Model> for ApiKey {
                 row.key_id, row.scopes
             ))
         })?;
+        let kind = KeyKind::from_stored(&row.kind).ok_or_else(|| {
+            Error::Corrupt(format!("key {} has unknown kind {}", row.key_id, row.kind))
+        })?;
         Ok(Self {
             key_id: row.key_id,
             name: row.name,
             scopes,
+            kind,
             key_hash: row.key_hash,
             key_prefix: row.key_prefix,
             create_time: row.create_time,
@@ -70,6 +104,7 @@ async fn insert_key(db: &impl ConnectionTrait, key: &NewKey<'_>) -> Result<ApiKe
         scopes: key.scopes.to_stored(),
         key_hash: key.key_hash.to_owned(),
         key_prefix: key.key_prefix.to_owned(),
+        kind: key.kind.as_str().to_owned(),
         create_time: now(),
         expire_time: key.expire_time,
         revoke_time: None,

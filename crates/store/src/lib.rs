@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 
 pub use applications::{ApplicationCursor, CheckTarget};
 pub use error::{Error, Result};
-pub use keys::{ApiKey, NewKey};
+pub use keys::{ApiKey, KeyKind, NewKey};
 pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin,
@@ -80,6 +80,51 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// A database URL without its password (`postgres://user:secret@host/db` →
+/// `postgres://user@host/db`), and the password, percent-decoded. The URL alone reaches the
+/// database driver's traces and errors; the password goes to the driver separately.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let Some((user, password)) = user_info.split_once(':') else {
+        return (url.to_owned(), None);
+    };
+    (
+        format!("{scheme}://{user}@{host}{path}"),
+        Some(percent_decode(password)),
+    )
+}
+
+/// `text` with its `%XX` escapes decoded; a malformed escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// How the store behaves.
@@ -185,6 +230,9 @@ impl Store {
             managerless_policy,
             database_wait,
         } = options;
+        // The driver traces its options, URL included, so the password travels apart from it.
+        let (url, password) = split_password(url);
+        let url = url.as_str();
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
@@ -201,7 +249,13 @@ impl Store {
                 .foreign_keys(true)
         });
         options.map_sqlx_sqlite_pool_opts(hygiene::sqlite_pool);
-        options.map_sqlx_postgres_opts(move |pg| hygiene::postgres_session(pg, database_wait));
+        options.map_sqlx_postgres_opts(move |pg| {
+            let pg = match &password {
+                Some(password) => pg.password(password),
+                None => pg,
+            };
+            hygiene::postgres_session(pg, database_wait)
+        });
         options
             .map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
         let db = connect_patiently(options, database_wait).await?;
@@ -422,6 +476,28 @@ mod tests {
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://postgres@127.0.0.1/test"), None);
+    }
+
+    #[test]
+    fn a_password_is_taken_out_of_the_url_and_decoded() {
+        assert_eq!(
+            split_password(
+                "postgres://mandate:p%40ss:w0rd@db.example:5432/mandate?sslmode=require"
+            ),
+            (
+                "postgres://mandate@db.example:5432/mandate?sslmode=require".to_owned(),
+                Some("p@ss:w0rd".to_owned())
+            )
+        );
+        for unchanged in [
+            "postgres://postgres@127.0.0.1/test",
+            "postgres://127.0.0.1/test?user=a@b",
+            "sqlite://mandate.db?mode=rwc",
+            "not a url",
+        ] {
+            assert_eq!(split_password(unchanged), (unchanged.to_owned(), None));
+        }
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[test]

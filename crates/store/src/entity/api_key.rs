@@ -10,6 +10,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub key_hash: String,
     pub key_prefix: String,
+    pub kind: String,
     pub create_time: DateTimeUtc,
     pub expire_time: Option<DateTimeUtc>,
     pub revoke_time: Option<DateTimeUtc>,

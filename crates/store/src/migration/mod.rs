@@ -7,6 +7,7 @@ mod m20261123_000001_applications;
 mod m20261123_000002_key_check;
 mod m20261130_000001_api_keys;
 mod m20261130_000002_pin_attempts;
+mod m20261201_000001_key_kind;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_key_check::Migration),
             Box::new(m20261130_000001_api_keys::Migration),
             Box::new(m20261130_000002_pin_attempts::Migration),
+            Box::new(m20261201_000001_key_kind::Migration),
         ]
     }
 }
