@@ -61,6 +61,17 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pin_lockout_secs: u64,
 
+    /// Wrong PINs entered through one client system, across its customers, in one report window
+    /// that make the window's report a warning (PIN guessing across customers).
+    #[arg(long, env = "MANDATE_PIN_FAILURE_ALERT", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pin_failure_alert: u64,
+
+    /// How often, in seconds, the wrong PINs per client system are logged.
+    #[arg(long, env = "MANDATE_PIN_FAILURE_WINDOW_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pin_failure_window_secs: u64,
+
     /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
     /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
     #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000,

@@ -2,6 +2,7 @@
 //! permission? The gRPC server, its configuration and its start-up; the rules live in
 //! `mandate-domain` and the data in `mandate-store`.
 
+mod alerts;
 mod auth;
 mod codec;
 pub mod config;

@@ -14,6 +14,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::alerts::PinFailures;
 use crate::auth::Authenticate;
 use crate::config::Settings;
 use crate::connections::{self, ConnectionLimits, TrackActivity};
@@ -132,6 +133,10 @@ impl Application {
                 vault,
                 lockout: settings.pin_lockout(),
                 feeds: Arc::new(Feeds::new(settings.max_feeds_per_client)),
+                pin_failures: Arc::new(PinFailures::new(
+                    settings.pin_failure_alert,
+                    Duration::from_secs(settings.pin_failure_window_secs),
+                )),
                 stopping: watch::Sender::new(false),
             }),
         })
@@ -182,6 +187,9 @@ impl Application {
         }
         tokio::spawn(watch_database(self.state.clone(), health));
         tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
+        let failures = self.state.pin_failures.clone();
+        let stopping = self.state.stopping.subscribe();
+        tokio::spawn(async move { failures.report_every_window(stopping).await });
         let state = self.state.clone();
         let (stopped, mut stopped_seen) = watch::channel(false);
         let stop = async move {
@@ -252,6 +260,8 @@ impl Application {
                 }
             }
         }
+        // The window cut short by the stop is reported too.
+        self.state.pin_failures.report();
         self.state.store.close(CUT_WAIT).await;
         tracing::info!("stopped");
         Ok(())

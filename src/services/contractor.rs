@@ -168,6 +168,7 @@ impl ContractorService for ContractorApi {
                     .await
                     .inspect_err(|err| {
                         if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
+                            self.0.pin_failures.locked_out(&acting.actor.client);
                             tracing::warn!(
                                 customer_id = %acting.customer_id,
                                 client = %acting.actor.client,
@@ -179,11 +180,14 @@ impl ContractorService for ContractorApi {
                     .associate_by_pin(&acting.actor, &acting.customer_id, &self.0.vault.hash(&pin))
                     .await;
                 match &associated {
-                    Err(StoreError::Domain(Rule::NotFound(_))) => tracing::info!(
-                        customer_id = %acting.customer_id,
-                        client = %acting.actor.client,
-                        "a wrong PIN was entered"
-                    ),
+                    Err(StoreError::Domain(Rule::NotFound(_))) => {
+                        self.0.pin_failures.wrong(&acting.actor.client);
+                        tracing::info!(
+                            customer_id = %acting.customer_id,
+                            client = %acting.actor.client,
+                            "a wrong PIN was entered"
+                        );
+                    }
                     // A correct PIN, or a failure that is not the customer's: the attempt is
                     // given back.
                     _ => {

@@ -17,6 +17,7 @@ pub use contractor::ContractorApi;
 pub use identity::IdentityApi;
 pub use permission::PermissionApi;
 
+use crate::alerts::PinFailures;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::PinVault;
 
@@ -29,6 +30,8 @@ pub struct State {
     pub lockout: PinLockout,
     /// The change feeds open, per client system.
     pub feeds: Arc<Feeds>,
+    /// Wrong PINs per client system, reported every window.
+    pub pin_failures: Arc<PinFailures>,
     /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
     /// graceful shutdown does not wait on consumers that never leave.
     pub stopping: watch::Sender<bool>,

@@ -195,3 +195,100 @@ async fn a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_r
         .await
         .expect("the lockout is lifted");
 }
+
+/// Guessing spread over many customers stays under each customer's lockout, so it is tallied
+/// per client system: past the alert threshold in a window, the server logs a warning naming
+/// the client system, while the client's other customers go on entering PINs. (The window is an
+/// hour; the server reports the window cut short when it stops.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pins_across_customers_raise_an_alert_naming_the_client_system() {
+    use mandate::pb::contractor_service_client::ContractorServiceClient;
+    use mandate::pb::identity_service_client::IdentityServiceClient;
+    use mandate::pb::{RegisterCustomerRequest, RotatePinRequest};
+
+    let database = crate::helpers::TestDatabase::new(Backend::Sqlite).await;
+    let mut server = crate::process::ServerProcess::start(
+        &database,
+        &[
+            "--pin-failure-alert",
+            "12",
+            "--pin-failure-window-secs",
+            "3600",
+        ],
+    )
+    .await;
+    let channel = crate::helpers::with_key(
+        crate::helpers::channel_to(server.address).await,
+        &database.key(),
+    );
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut contractors = ContractorServiceClient::new(channel);
+    let mut customers = Vec::new();
+    for n in 0..5 {
+        customers.push(
+            identity
+                .register_customer(RegisterCustomerRequest {
+                    external_subject: format!("spread-{n}"),
+                    display_name: format!("Spread {n}"),
+                    email: format!("spread-{n}@example.ca"),
+                })
+                .await
+                .expect("a customer")
+                .into_inner()
+                .customer
+                .expect("a customer")
+                .customer_id,
+        );
+    }
+    let manager = customers.remove(0);
+    let registered = contractors
+        .register_contractor(as_customer(
+            &manager,
+            crate::helpers::contractor_request("Spread Thin Ltd."),
+        ))
+        .await
+        .expect("an account")
+        .into_inner();
+    let contractor = registered.contractor.expect("an account").contractor_id;
+    // Three wrong PINs from each of four customers: none is near its own lockout.
+    for (n, customer) in customers.iter().enumerate() {
+        for guess in 0..3u64 {
+            let wrong = Pin::from_random(((n as u64) << 8) + guess + 7).expose_formatted();
+            let refused = contractors
+                .associate_by_pin(as_customer(customer, AssociateByPinRequest { pin: wrong }))
+                .await
+                .expect_err("a wrong PIN");
+            assert_eq!(refused.code(), Code::NotFound);
+        }
+    }
+    // The client system is not locked out: its customers' right PINs still work.
+    let pin = contractors
+        .rotate_pin(as_customer(
+            &manager,
+            RotatePinRequest {
+                contractor_id: contractor,
+            },
+        ))
+        .await
+        .expect("a new PIN")
+        .into_inner()
+        .pin;
+    contractors
+        .associate_by_pin(as_customer(&customers[0], AssociateByPinRequest { pin }))
+        .await
+        .expect("the right PIN still works through the same client system");
+    let line = tokio::task::spawn_blocking(move || {
+        let _ = server.terminate();
+        server
+            .whole_log()
+            .into_iter()
+            .find(|line| line.contains("past the alert threshold"))
+    })
+    .await
+    .expect("the log reader")
+    .expect("an alert for the window");
+    assert!(
+        line.contains("client=bootstrap") && line.contains("wrong_pins=12"),
+        "{line}"
+    );
+}

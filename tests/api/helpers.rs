@@ -142,6 +142,8 @@ impl TestDatabase {
             reflection: true,
             pin_attempts: 10,
             pin_lockout_secs: 900,
+            pin_failure_alert: 100,
+            pin_failure_window_secs: 60,
             managerless_policy: Policy::Manager,
             database_wait_ms: 5000,
             handshake_timeout_ms: 10_000,
