@@ -165,15 +165,16 @@ pub fn is_staff<T>(request: &Request<T>) -> bool {
         .is_some_and(|client| client.scopes.contains(Scope::Staff))
 }
 
-/// The customer the portal says it acts for, if it names a well-formed one. Believed as the
-/// portal's word (only portal keys may send it); not looked up.
-pub fn claimed_customer<T>(request: &Request<T>) -> Option<&str> {
+/// The customer the portal says it acts for, if it names a well-formed one (in lower case, as
+/// Mandate writes ids). Believed as the portal's word (only portal keys may send it); not
+/// looked up.
+pub fn claimed_customer<T>(request: &Request<T>) -> Option<String> {
     request
         .metadata()
         .get(CUSTOMER_HEADER)?
         .to_str()
         .ok()
-        .map(str::trim)
+        .map(|id| id.trim().to_ascii_lowercase())
         .filter(|id| is_identifier(id))
 }
 
@@ -207,14 +208,14 @@ pub async fn acting_customer<T>(store: &Store, request: &Request<T>) -> ApiResul
     let customer_id = value
         .to_str()
         .ok()
-        .map(str::trim)
+        .map(|id| id.trim().to_ascii_lowercase())
         .filter(|id| is_identifier(id))
         .ok_or_else(|| {
             ApiError::Unauthenticated(format!(
                 "`{CUSTOMER_HEADER}` must be a customer id returned by RegisterCustomer"
             ))
         })?;
-    let customer = store.customer(customer_id).await?;
+    let customer = store.customer(&customer_id).await?;
     Ok(ActingCustomer {
         actor: Actor {
             customer_id: Some(customer.customer_id.clone()),

@@ -71,13 +71,13 @@ impl ContractorService for ContractorApi {
     ) -> Result<Response<GetContractorResponse>, Status> {
         reply(
             async {
-                let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+                let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
                 let store = &self.0.store;
                 let mut contractor = convert::contractor(store.contractor(contractor_id).await?);
                 let entitled = auth::is_staff(&request)
                     || match auth::claimed_customer(&request) {
                         Some(customer_id) => {
-                            store.is_associated(contractor_id, customer_id).await?
+                            store.is_associated(contractor_id, &customer_id).await?
                         }
                         None => false,
                     };
@@ -108,7 +108,7 @@ impl ContractorService for ContractorApi {
                     )
                 })?;
                 let contractor_id =
-                    parse_id("contractor.contractor_id", &contractor.contractor_id)?.to_owned();
+                    parse_id("contractor.contractor_id", &contractor.contractor_id)?;
                 let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
                 let raw = convert::raw_details(
                     contractor.business_name,
@@ -221,7 +221,7 @@ impl ContractorService for ContractorApi {
     ) -> Result<Response<GetPinResponse>, Status> {
         reply(async {
             let acting = auth::acting_customer(&self.0.store, &request).await?;
-            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
             let (pin, revision) = self
                 .0
                 .store
@@ -246,7 +246,7 @@ impl ContractorService for ContractorApi {
     ) -> Result<Response<RotatePinResponse>, Status> {
         reply(async {
             let acting = auth::acting_customer(&self.0.store, &request).await?;
-            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
             let (pin, revision) = self
                 .0
                 .store
@@ -269,7 +269,7 @@ impl ContractorService for ContractorApi {
     ) -> Result<Response<LeaveContractorResponse>, Status> {
         reply(async {
             let acting = auth::acting_customer(&self.0.store, &request).await?;
-            let contractor_id = parse_id("contractor_id", &request.get_ref().contractor_id)?;
+            let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
             let revision = self
                 .0
                 .store

@@ -42,10 +42,11 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<GetCustomerResponse>, Status> {
         reply(
             async {
-                let customer_id = parse_id("customer_id", &request.get_ref().customer_id)?;
+                let customer_id = &parse_id("customer_id", &request.get_ref().customer_id)?;
                 let mut customer = convert::customer(self.0.store.customer(customer_id).await?);
                 let entitled = auth::is_staff(&request)
-                    || auth::claimed_customer(&request) == Some(customer.customer_id.as_str());
+                    || auth::claimed_customer(&request).as_deref()
+                        == Some(customer.customer_id.as_str());
                 if !entitled {
                     customer.email.clear();
                     customer.external_subject.clear();
@@ -76,7 +77,7 @@ impl IdentityService for IdentityApi {
         reply(
             async {
                 let actor = auth::client(&request)?;
-                let customer_id = parse_id("customer_id", &request.get_ref().customer_id)?;
+                let customer_id = &parse_id("customer_id", &request.get_ref().customer_id)?;
                 let (cleared, revision) =
                     self.0.store.clear_pin_lockout(&actor, customer_id).await?;
                 tracing::info!(%customer_id, client = %actor.client, cleared, revision, "PIN lockout lifted");

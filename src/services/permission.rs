@@ -90,10 +90,10 @@ impl PermissionApi {
             .0
             .store
             .check(
-                customer_id,
+                &customer_id,
                 permission,
                 CheckTarget {
-                    contractor_id,
+                    contractor_id: contractor_id.as_deref(),
                     application_id: application_id.as_deref(),
                 },
             )
@@ -127,7 +127,7 @@ impl PermissionApi {
     ) -> ApiResult<i64> {
         let actor = auth::client(request)?;
         let application_id = parse_application_id("application_id", application_id)?;
-        let contractor_id = parse_id("contractor_id", contractor_id)?;
+        let contractor_id = &parse_id("contractor_id", contractor_id)?;
         let revision = self
             .0
             .store
@@ -148,7 +148,7 @@ impl PermissionService for PermissionApi {
             async {
                 let acting = auth::acting_customer(&self.0.store, &request).await?;
                 let body = request.get_ref();
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
                 let page = PageRequest::parse(body.page_size, &body.page_token)?;
                 let page = self
                     .0
@@ -172,8 +172,8 @@ impl PermissionService for PermissionApi {
             async {
                 let acting = auth::acting_customer(&self.0.store, &request).await?;
                 let body = request.get_ref();
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
-                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
+                let customer_id = &parse_id("customer_id", &body.customer_id)?;
                 let grant = Grant {
                     permissions: convert::parse_permissions("permissions", &body.permissions)?,
                     expire_time: convert::parse_time("expire_time", body.expire_time.as_ref())?,
@@ -207,8 +207,8 @@ impl PermissionService for PermissionApi {
             async {
                 let acting = auth::acting_customer(&self.0.store, &request).await?;
                 let body = request.get_ref();
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
-                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
+                let customer_id = &parse_id("customer_id", &body.customer_id)?;
                 let new_pin = |id: &str| self.0.new_pin(id);
                 let (pin, revision) = self
                     .0
@@ -311,7 +311,7 @@ impl PermissionService for PermissionApi {
         reply(
             async {
                 let body = request.get_ref();
-                let customer_id = parse_id("customer_id", &body.customer_id)?;
+                let customer_id = &parse_id("customer_id", &body.customer_id)?;
                 let permission = convert::parse_permission("permission", body.permission)?;
                 let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {
                     ApplicationCursor::parse(token).is_some()
@@ -368,7 +368,7 @@ impl PermissionService for PermissionApi {
             async {
                 let acting = auth::acting_customer(&self.0.store, &request).await?;
                 let body = request.get_ref();
-                let contractor_id = parse_id("contractor_id", &body.contractor_id)?;
+                let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
                 let start = convert::parse_time("start_time", body.start_time.as_ref())?;
                 let end = convert::parse_time("end_time", body.end_time.as_ref())?;
                 let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {

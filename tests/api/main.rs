@@ -10,6 +10,7 @@ mod deadlines;
 mod faults;
 mod feed;
 mod guessing;
+mod identifiers;
 mod identity;
 mod keys;
 mod limits;

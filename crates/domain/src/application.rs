@@ -5,10 +5,12 @@ use crate::{Error, Result};
 /// Longest application number accepted.
 const MAX_LEN: usize = 64;
 
-/// Parses an application or permit number named in `field`: trimmed, 1 to 64 characters of
-/// letters, digits, spaces and `-` `/` `.` `_` `#`.
+/// Parses an application or permit number named in `field`, into the one form Mandate compares
+/// and stores: trimmed, runs of spaces collapsed to one, in upper case (`24-123456  bld` is
+/// `24-123456 BLD`); 1 to 64 characters of letters, digits, spaces and `-` `/` `.` `_` `#`.
 pub fn parse_application_id(field: &str, value: &str) -> Result<String> {
-    let value = value.trim();
+    let value = canonical(value);
+    let value = value.as_str();
     if value.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
@@ -30,6 +32,17 @@ pub fn parse_application_id(field: &str, value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
+/// `value` trimmed, with runs of spaces collapsed and letters in upper case.
+fn canonical(value: &str) -> String {
+    value
+        .trim()
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +52,27 @@ mod tests {
         assert_eq!(
             parse_application_id("a", " 24-123456 BLD ").unwrap(),
             "24-123456 BLD"
+        );
+    }
+
+    #[test]
+    fn one_permit_number_written_several_ways_is_one_number() {
+        for written in [
+            "24-123456 BLD",
+            "24-123456 bld",
+            "  24-123456   Bld ",
+            "24-123456 BLD\u{20}",
+        ] {
+            assert_eq!(
+                parse_application_id("a", written).unwrap(),
+                "24-123456 BLD",
+                "{written:?}"
+            );
+        }
+        assert_ne!(
+            parse_application_id("a", "24-123456BLD").unwrap(),
+            "24-123456 BLD",
+            "a space between words is kept"
         );
     }
 

@@ -47,17 +47,20 @@ impl PageRequest {
     }
 }
 
-/// An identifier a request names in `field`: required, and of the form Mandate hands out.
-pub fn parse_id<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+/// An identifier a request names in `field`: required, and of the form Mandate hands out, in
+/// lower case (as Mandate writes them) or upper case (as some systems write UUIDs).
+pub fn parse_id(field: &str, value: &str) -> Result<String> {
     let value = value.trim();
     if value.is_empty() {
-        Err(Error::invalid(field, "is required"))
-    } else if is_identifier(value) {
+        return Err(Error::invalid(field, "is required"));
+    }
+    let value = value.to_ascii_lowercase();
+    if is_identifier(&value) {
         Ok(value)
     } else {
         Err(Error::invalid(
             field,
-            "is not an id Mandate hands out (a lower-case UUID such as \
+            "is not an id Mandate hands out (a UUID such as \
              0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b)",
         ))
     }
@@ -99,7 +102,10 @@ mod tests {
             Error::invalid("customer_id", "is required")
         );
         assert!(parse_id("customer_id", "42").is_err());
-        assert!(parse_id("customer_id", "0196A1B2-3C4D-7E8F-9A0B-1C2D3E4F5A6B").is_err());
+        assert_eq!(
+            parse_id("customer_id", "0196A1B2-3C4D-7E8F-9A0B-1C2D3E4F5A6B").unwrap(),
+            "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"
+        );
         let id = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
         assert_eq!(parse_id("customer_id", id).unwrap(), id);
     }

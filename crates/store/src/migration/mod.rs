@@ -8,6 +8,7 @@ mod m20261123_000002_key_check;
 mod m20261130_000001_api_keys;
 mod m20261130_000002_pin_attempts;
 mod m20261201_000001_key_kind;
+mod m20261201_000002_canonical_application_ids;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_api_keys::Migration),
             Box::new(m20261130_000002_pin_attempts::Migration),
             Box::new(m20261201_000001_key_kind::Migration),
+            Box::new(m20261201_000002_canonical_application_ids::Migration),
         ]
     }
 }
