@@ -160,3 +160,98 @@ async fn managers_racing_to_revoke_remove_and_leave_always_leave_a_manager_on_po
         );
     }
 }
+
+/// An account nobody has claimed yet, as the legacy import leaves one: registered, then stripped
+/// of its associates in the database. Returns the account and its PIN.
+async fn unclaimed_account(app: &mut crate::helpers::TestApp, name: &str) -> (String, String) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let registrant = app.customer(name).await.customer_id;
+    let registered = app.contractor(&registrant).await;
+    let contractor = registered.contractor.expect("an account").contractor_id;
+    let db = app.store.connection();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("DELETE FROM memberships WHERE contractor_id = '{contractor}'"),
+    ))
+    .await
+    .expect("strip the account of its associates");
+    (contractor, registered.pin)
+}
+
+/// Eight customers enter the PIN of an unclaimed account at the same moment, through their
+/// own connections: exactly one becomes its Manager, with every permission; the others are
+/// associated with none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn customers_racing_to_claim_an_unclaimed_account_make_exactly_one_manager_on_postgres() {
+    use mandate::pb::AssociateByPinRequest;
+    use mandate::pb::contractor_service_client::ContractorServiceClient;
+
+    let mut app = spawn_app(Backend::Postgres).await;
+    for round in 0..20 {
+        let (contractor, pin) = unclaimed_account(&mut app, &format!("registrant-{round}")).await;
+        let mut ready = Vec::new();
+        for i in 0..8 {
+            let customer = app
+                .customer(&format!("claimer-{round}-{i}"))
+                .await
+                .customer_id;
+            ready.push((
+                customer,
+                with_key(channel_to(app.address()).await, &app.key),
+            ));
+        }
+        // Every claimer is connected and waits at the barrier, so the claims go out together.
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(ready.len()));
+        let mut claimers = JoinSet::new();
+        for (customer, channel) in ready {
+            let (pin, start) = (pin.clone(), start.clone());
+            claimers.spawn(async move {
+                start.wait().await;
+                let granted = ContractorServiceClient::new(channel)
+                    .associate_by_pin(as_customer(&customer, AssociateByPinRequest { pin }))
+                    .await
+                    .expect("a claim is an association")
+                    .into_inner()
+                    .permissions;
+                (customer, granted)
+            });
+        }
+        let mut managers = Vec::new();
+        while let Some(claim) = claimers.join_next().await {
+            let (customer, granted) = claim.expect("a claimer");
+            if granted.contains(&(Manage as i32)) {
+                assert_eq!(granted, crate::helpers::all_permissions());
+                managers.push(customer);
+            } else {
+                assert!(granted.is_empty(), "a later claimer holds {granted:?}");
+            }
+        }
+        assert_eq!(
+            managers.len(),
+            1,
+            "round {round}: {managers:?} all became Manager of {contractor}"
+        );
+    }
+}
+
+/// Under `--managerless-policy none`, the first customer to enter an unclaimed account's PIN is
+/// associated with no permissions: staff appoint the Manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_none_policy_the_first_claimer_holds_nothing() {
+    use mandate::pb::AssociateByPinRequest;
+
+    let mut app = crate::helpers::spawn_app_with(Backend::Sqlite, |settings| {
+        settings.managerless_policy = mandate::config::Policy::None;
+    })
+    .await;
+    let (_contractor, pin) = unclaimed_account(&mut app, "registrant").await;
+    let claimer = app.customer("claimer").await.customer_id;
+    let granted = app
+        .contractors
+        .associate_by_pin(as_customer(&claimer, AssociateByPinRequest { pin }))
+        .await
+        .expect("associated")
+        .into_inner()
+        .permissions;
+    assert!(granted.is_empty(), "{granted:?}");
+}
