@@ -1,6 +1,6 @@
-//! The last-Manager rule when Managers act at the same moment, on PostgreSQL with several
-//! connections: no interleaving may leave an account without a Manager, and the audit trail
-//! holds exactly the changes that succeeded.
+//! Races on PostgreSQL with several connections: Managers acting at the same moment never leave
+//! an account without a Manager, and the audit trail holds exactly the changes that succeeded;
+//! customers claiming an unclaimed account at the same moment make exactly one Manager.
 
 use std::collections::BTreeSet;
 
