@@ -193,6 +193,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::PinRead => pb::ChangeKind::PinRead,
         ChangeKind::PinRotated => pb::ChangeKind::PinRotated,
         ChangeKind::PinLockoutCleared => pb::ChangeKind::PinLockoutCleared,
+        ChangeKind::ContractorsMerged => pb::ChangeKind::ContractorsMerged,
     }
 }
 
@@ -209,5 +210,6 @@ pub fn audit_event(e: AuditEvent) -> pb::AuditEvent {
         permissions_after: e.permissions_after.map(permissions).unwrap_or_default(),
         expire_time: e.expire_time.map(timestamp),
         application_id: e.application_id.unwrap_or_default(),
+        absorbed_contractor_ids: e.absorbed_contractor_ids,
     }
 }

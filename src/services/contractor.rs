@@ -283,12 +283,83 @@ impl ContractorService for ContractorApi {
 
     async fn merge_contractors(
         &self,
-        _request: Request<MergeContractorsRequest>,
+        request: Request<MergeContractorsRequest>,
     ) -> Result<Response<MergeContractorsResponse>, Status> {
-        reply(Err(ApiError::Unimplemented(
-            "MergeContractors is not implemented yet: it arrives with the staff operations \
-             (legacy import, mailed PINs, merging a company's PINs)"
-                .into(),
-        )))
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let body = request.get_ref();
+                let (survivor, absorbed) =
+                    parse_merge(&body.survivor_contractor_id, &body.absorbed_contractor_ids)?;
+                let (contractor, revision) = self
+                    .0
+                    .store
+                    .merge_contractors(&actor, &survivor, &absorbed)
+                    .await?;
+                tracing::info!(
+                    survivor = %survivor,
+                    absorbed = ?absorbed,
+                    client = %actor.client,
+                    revision,
+                    "accounts merged"
+                );
+                Ok(MergeContractorsResponse {
+                    contractor: Some(convert::contractor(contractor)),
+                    revision,
+                })
+            }
+            .await,
+        )
     }
+}
+
+/// The most accounts one merge absorbs.
+const MAX_ABSORBED: usize = 20;
+
+/// A merge's survivor and absorbed accounts, checked: ids of the right form, at least one and at
+/// most `MAX_ABSORBED` absorbed accounts, none twice, and not the survivor itself.
+fn parse_merge(survivor: &str, absorbed: &[String]) -> Result<(String, Vec<String>), ApiError> {
+    const FIELD: &str = "absorbed_contractor_ids";
+    let survivor = parse_id("survivor_contractor_id", survivor);
+    let mut violations = Vec::new();
+    if absorbed.is_empty() {
+        violations.push(Rule::invalid(FIELD, "name at least one account to absorb"));
+    }
+    if absorbed.len() > MAX_ABSORBED {
+        violations.push(Rule::invalid(
+            FIELD,
+            format!("a merge absorbs at most {MAX_ABSORBED} accounts"),
+        ));
+    }
+    let mut ids = Vec::new();
+    for (i, id) in absorbed.iter().take(MAX_ABSORBED).enumerate() {
+        match parse_id(&format!("{FIELD}[{i}]"), id) {
+            Ok(id) if ids.contains(&id) => violations.push(Rule::invalid(
+                format!("{FIELD}[{i}]"),
+                "names an account already named",
+            )),
+            Ok(id) if survivor.as_ref().is_ok_and(|s| *s == id) => violations.push(Rule::invalid(
+                format!("{FIELD}[{i}]"),
+                "is the survivor: an account cannot be merged into itself",
+            )),
+            Ok(id) => ids.push(id),
+            Err(err) => violations.push(err),
+        }
+    }
+    let survivor = match survivor {
+        Ok(survivor) if violations.is_empty() => return Ok((survivor, ids)),
+        Ok(_) => None,
+        Err(err) => Some(err),
+    };
+    Err(Rule::Invalid(
+        survivor
+            .into_iter()
+            .chain(violations)
+            .flat_map(|err| match err {
+                Rule::Invalid(v) => v,
+                other => vec![mandate_domain::FieldViolation::new("", other.to_string())],
+            })
+            .collect(),
+    )
+    .into())
 }

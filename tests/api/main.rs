@@ -15,6 +15,7 @@ mod identity;
 mod keys;
 mod limits;
 mod logcheck;
+mod merges;
 mod permission;
 mod pki;
 mod process;

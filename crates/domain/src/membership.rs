@@ -37,6 +37,28 @@ impl Grant {
     }
 }
 
+/// What a customer holds on the surviving account of a merge, from what it held on the survivor
+/// (if anything) and on an absorbed account. design: "associates (permissions united)"; a grant
+/// in force keeps what it allows, and time limits keep the latest end (no end is the latest).
+/// Manage is never time-limited.
+pub fn unite(survivor: Option<Grant>, absorbed: Grant, now: DateTime<Utc>) -> Grant {
+    let in_force: Vec<Grant> = survivor
+        .into_iter()
+        .chain([absorbed])
+        .filter(|grant| !grant.effective(now).is_empty())
+        .collect();
+    let permissions = PermissionSet::of(in_force.iter().flat_map(|grant| grant.permissions.iter()));
+    let lasting = permissions.is_manager() || in_force.iter().any(|g| g.expire_time.is_none());
+    Grant {
+        permissions,
+        expire_time: if lasting {
+            None
+        } else {
+            in_force.iter().filter_map(|grant| grant.expire_time).max()
+        },
+    }
+}
+
 /// guide: "There must always be a Manager for any Professional/Contractor Account."
 const LAST_MANAGER: &str = "There must always be a Manager for any Professional/Contractor Account";
 
@@ -462,5 +484,61 @@ mod tests {
     fn any_associate_may_see_the_associates_but_a_stranger_may_not() {
         assert!(require_associate(Some(PermissionSet::NONE), "list").is_ok());
         assert!(require_associate(None, "list").is_err());
+    }
+}
+
+#[cfg(test)]
+mod unite_tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::permission::Permission::{Apply, Inspections, Pay};
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap() + Duration::hours(hours)
+    }
+
+    fn until(permissions: &[crate::permission::Permission], hours: i64) -> Grant {
+        Grant {
+            permissions: PermissionSet::of(permissions.iter().copied()),
+            expire_time: Some(at(hours)),
+        }
+    }
+
+    #[test]
+    fn a_merge_unites_permissions_and_keeps_the_latest_end() {
+        let now = at(0);
+        let united = unite(Some(until(&[Pay], 10)), until(&[Apply], 20), now);
+        assert_eq!(united, until(&[Pay, Apply], 20));
+        let united = unite(
+            Some(Grant::lasting(PermissionSet::of([Inspections]))),
+            until(&[Pay], 5),
+            now,
+        );
+        assert_eq!(
+            united,
+            Grant::lasting(PermissionSet::of([Inspections, Pay]))
+        );
+    }
+
+    #[test]
+    fn a_manager_of_either_account_manages_the_survivor_for_good() {
+        let united = unite(
+            Some(until(&[Pay], 3)),
+            Grant::lasting(PermissionSet::MANAGER),
+            at(0),
+        );
+        assert_eq!(united, Grant::lasting(PermissionSet::MANAGER));
+    }
+
+    #[test]
+    fn an_expired_grant_adds_nothing() {
+        let united = unite(
+            Some(until(&[Pay], 10)),
+            until(&[Apply, Inspections], -1),
+            at(0),
+        );
+        assert_eq!(united, until(&[Pay], 10));
+        assert_eq!(unite(None, until(&[Apply], -1), at(0)), Grant::default());
     }
 }

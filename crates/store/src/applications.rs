@@ -162,7 +162,19 @@ impl Store {
         target: CheckTarget<'_>,
     ) -> Result<CheckOutcome> {
         // One statement, so one snapshot: the revision and what the rule reads agree.
-        let probe = probe(&self.db, customer_id, target.contractor_id).await?;
+        let mut probe = probe(&self.db, customer_id, target.contractor_id).await?;
+        // An account merged away is decided by its survivor.
+        let survivor = probe.merged_into.take();
+        let target = match &survivor {
+            Some(survivor) => {
+                probe = self::probe(&self.db, customer_id, Some(survivor)).await?;
+                CheckTarget {
+                    contractor_id: Some(survivor),
+                    ..target
+                }
+            }
+            None => target,
+        };
         let revision = probe.revision;
         if !probe.customer_found {
             return Err(Rule::not_found("customer", customer_id).into());
@@ -262,6 +274,8 @@ struct Probe {
     customer_found: bool,
     contractor_found: bool,
     grant: Option<Grant>,
+    /// The survivor the account was merged into, if it was.
+    merged_into: Option<String>,
 }
 
 /// Reads a check's `Probe` in one statement. `{1}` stands for the customer and `{2}` for the
@@ -276,7 +290,8 @@ async fn probe(
         (SELECT COUNT(*) FROM customers WHERE customer_id = {1}), \
         (SELECT COUNT(*) FROM contractors WHERE contractor_id = {2}), \
         (SELECT permissions FROM memberships WHERE contractor_id = {2} AND customer_id = {1}), \
-        (SELECT expire_time FROM memberships WHERE contractor_id = {2} AND customer_id = {1})";
+        (SELECT expire_time FROM memberships WHERE contractor_id = {2} AND customer_id = {1}), \
+        (SELECT merged_into FROM contractors WHERE contractor_id = {2})";
     let backend = db.get_database_backend();
     let marker = if backend == DbBackend::Postgres {
         "$"
@@ -297,6 +312,7 @@ async fn probe(
     let revision: Option<i64> = row.try_get_by_index(0)?;
     let permissions: Option<i16> = row.try_get_by_index(3)?;
     let expire_time: Option<DateTime<Utc>> = row.try_get_by_index(4)?;
+    let merged_into: Option<String> = row.try_get_by_index(5)?;
     Ok(Probe {
         revision: revision
             .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?,
@@ -306,6 +322,7 @@ async fn probe(
             permissions: stored_permissions(bits),
             expire_time,
         }),
+        merged_into,
     })
 }
 

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::contractors::{find_contractor, permissions_of, stored_permissions};
-use crate::entity::audit_event;
+use crate::entity::{audit_event, contractor};
 use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, now};
 
 /// What a revision changed, for whom.
@@ -22,6 +22,7 @@ pub(crate) struct Change<'a> {
     pub after: Option<PermissionSet>,
     pub expire_time: Option<DateTime<Utc>>,
     pub application_id: Option<&'a str>,
+    pub absorbed_contractor_ids: &'a [String],
 }
 
 impl Change<'_> {
@@ -35,6 +36,7 @@ impl Change<'_> {
             after: None,
             expire_time: None,
             application_id: None,
+            absorbed_contractor_ids: &[],
         }
     }
 }
@@ -59,6 +61,8 @@ pub(crate) async fn record(
         permissions_after: Set(change.after.map(bits)),
         application_id: Set(change.application_id.map(str::to_owned)),
         expire_time: Set(change.expire_time),
+        absorbed_contractor_ids: Set((!change.absorbed_contractor_ids.is_empty())
+            .then(|| change.absorbed_contractor_ids.join(" "))),
     })
     .exec_without_returning(txn)
     .await?;
@@ -66,7 +70,8 @@ pub(crate) async fn record(
 }
 
 impl Store {
-    /// An account's audit trail in `[start, end)`, oldest first; its Managers only.
+    /// An account's audit trail in `[start, end)`, with that of the accounts merged into it,
+    /// oldest first; its Managers only.
     /// The page cursor is a revision.
     pub async fn audit_events(
         &self,
@@ -81,8 +86,17 @@ impl Store {
             permissions_of(&self.db, contractor_id, viewer).await?,
             "read its audit trail",
         )?;
+        // The history of the accounts merged into this one is its history too.
+        let mut accounts: Vec<String> = contractor::Entity::find()
+            .filter(contractor::Column::MergedInto.eq(contractor_id))
+            .select_only()
+            .column(contractor::Column::ContractorId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        accounts.push(contractor_id.to_owned());
         let mut query = audit_event::Entity::find()
-            .filter(audit_event::Column::ContractorId.eq(contractor_id))
+            .filter(audit_event::Column::ContractorId.is_in(accounts))
             .order_by_asc(audit_event::Column::Revision)
             .limit(page.size + 1);
         if let Some(after) = page.after.as_deref().and_then(|t| t.parse::<i64>().ok()) {
@@ -150,6 +164,10 @@ impl TryFrom<audit_event::Model> for AuditEvent {
             permissions_after: m.permissions_after.map(stored_permissions),
             expire_time: m.expire_time,
             application_id: m.application_id,
+            absorbed_contractor_ids: m
+                .absorbed_contractor_ids
+                .map(|ids| ids.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 }

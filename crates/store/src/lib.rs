@@ -15,6 +15,7 @@ mod error;
 mod hygiene;
 mod keys;
 mod lockout;
+mod merges;
 mod migration;
 mod permissions;
 mod records;

@@ -32,10 +32,11 @@ pub enum ChangeKind {
     PinRead,
     PinRotated,
     PinLockoutCleared,
+    ContractorsMerged,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 12] = [
+    pub(crate) const ALL: [ChangeKind; 13] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -48,6 +49,7 @@ impl ChangeKind {
         ChangeKind::PinRead,
         ChangeKind::PinRotated,
         ChangeKind::PinLockoutCleared,
+        ChangeKind::ContractorsMerged,
     ];
 
     /// The name stored in the audit trail.
@@ -65,6 +67,7 @@ impl ChangeKind {
             ChangeKind::PinRead => "pin_read",
             ChangeKind::PinRotated => "pin_rotated",
             ChangeKind::PinLockoutCleared => "pin_lockout_cleared",
+            ChangeKind::ContractorsMerged => "contractors_merged",
         }
     }
 
@@ -87,6 +90,8 @@ pub struct AuditEvent {
     pub permissions_after: Option<PermissionSet>,
     pub expire_time: Option<DateTime<Utc>>,
     pub application_id: Option<String>,
+    /// The accounts a merge absorbed into `contractor_id`.
+    pub absorbed_contractor_ids: Vec<String>,
 }
 
 /// The outcome of a check.

@@ -15,6 +15,8 @@ pub struct Model {
     pub permissions_after: Option<i16>,
     pub application_id: Option<String>,
     pub expire_time: Option<DateTimeUtc>,
+    /// The accounts a merge absorbed, separated by spaces.
+    pub absorbed_contractor_ids: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261130_000001_api_keys;
 mod m20261130_000002_pin_attempts;
 mod m20261201_000001_key_kind;
 mod m20261201_000002_canonical_application_ids;
+mod m20261201_000003_merges;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_pin_attempts::Migration),
             Box::new(m20261201_000001_key_kind::Migration),
             Box::new(m20261201_000002_canonical_application_ids::Migration),
+            Box::new(m20261201_000003_merges::Migration),
         ]
     }
 }

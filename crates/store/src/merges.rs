@@ -1,0 +1,192 @@
+//! Merging a company's accounts into one (staff): the survivor takes the absorbed accounts'
+//! applications, associates (permissions united) and PINs (aliases), and their history stays
+//! readable from it.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use mandate_domain::Error as Rule;
+use mandate_domain::membership::{self, Grant};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::contractors::{find_contractor, stored_permissions};
+use crate::entity::{application_link as link, contractor, membership as member};
+use crate::{Actor, Change, ChangeKind, Contractor, Result, Revision, Store, now};
+
+impl Store {
+    /// Merges the accounts `absorbed` into `survivor` in one transaction. Refused when an
+    /// account is unknown, when the survivor was itself merged away, or when an absorbed
+    /// account was merged already.
+    pub async fn merge_contractors(
+        &self,
+        actor: &Actor,
+        survivor_id: &str,
+        absorbed: &[String],
+    ) -> Result<(Contractor, Revision)> {
+        let (txn, revision) = self.begin_change().await?;
+        let survivor = find_contractor(&txn, survivor_id).await?;
+        if let Some(into) = &survivor.merged_into {
+            return Err(Rule::FailedPrecondition(format!(
+                "account {survivor_id} was merged into {into}: merge into {into} instead"
+            ))
+            .into());
+        }
+        for absorbed_id in absorbed {
+            let account = find_contractor(&txn, absorbed_id).await?;
+            if let Some(into) = &account.merged_into {
+                return Err(Rule::FailedPrecondition(format!(
+                    "account {absorbed_id} was merged into {into} already"
+                ))
+                .into());
+            }
+        }
+        let now = now();
+
+        // Associates: each customer keeps the union of what it held on any of the accounts.
+        let mut grants: HashMap<String, (Grant, Fate)> = member::Entity::find()
+            .filter(member::Column::ContractorId.eq(survivor_id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| {
+                (
+                    m.customer_id,
+                    (grant_of(m.permissions, m.expire_time), Fate::Kept),
+                )
+            })
+            .collect();
+        let absorbed_members = member::Entity::find()
+            .filter(member::Column::ContractorId.is_in(absorbed.iter().map(String::as_str)))
+            .all(&txn)
+            .await?;
+        for m in absorbed_members {
+            let grant = grant_of(m.permissions, m.expire_time);
+            match grants.get_mut(&m.customer_id) {
+                Some((held, fate)) => {
+                    let united = membership::unite(Some(*held), grant, now);
+                    if united != *held {
+                        *held = united;
+                        if *fate == Fate::Kept {
+                            *fate = Fate::Changed;
+                        }
+                    }
+                    if let Fate::Joined(since) = fate {
+                        *since = Ord::min(*since, m.associate_time);
+                    }
+                }
+                None => {
+                    let united = membership::unite(None, grant, now);
+                    grants.insert(m.customer_id, (united, Fate::Joined(m.associate_time)));
+                }
+            }
+        }
+        member::Entity::delete_many()
+            .filter(member::Column::ContractorId.is_in(absorbed.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?;
+        for (customer_id, (grant, fate)) in grants {
+            match fate {
+                Fate::Kept => {}
+                Fate::Changed => {
+                    member::Entity::update_many()
+                        .col_expr(
+                            member::Column::Permissions,
+                            Expr::value(i16::from(grant.permissions.bits())),
+                        )
+                        .col_expr(member::Column::ExpireTime, Expr::value(grant.expire_time))
+                        .col_expr(member::Column::UpdateTime, Expr::value(now))
+                        .filter(member::Column::ContractorId.eq(survivor_id))
+                        .filter(member::Column::CustomerId.eq(customer_id))
+                        .exec(&txn)
+                        .await?;
+                }
+                Fate::Joined(associate_time) => {
+                    member::Entity::insert(member::ActiveModel {
+                        contractor_id: Set(survivor_id.to_owned()),
+                        customer_id: Set(customer_id),
+                        permissions: Set(i16::from(grant.permissions.bits())),
+                        expire_time: Set(grant.expire_time),
+                        associate_time: Set(associate_time),
+                        update_time: Set(now),
+                    })
+                    .exec_without_returning(&txn)
+                    .await?;
+                }
+            }
+        }
+
+        // Applications: the survivor's from now on; a permit linked to both stays linked once.
+        let held: HashSet<String> = link::Entity::find()
+            .filter(link::Column::ContractorId.eq(survivor_id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|l| l.application_id)
+            .collect();
+        let moving = link::Entity::find()
+            .filter(link::Column::ContractorId.is_in(absorbed.iter().map(String::as_str)))
+            .all(&txn)
+            .await?;
+        link::Entity::delete_many()
+            .filter(link::Column::ContractorId.is_in(absorbed.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?;
+        let mut linked = held;
+        for l in moving {
+            if linked.insert(l.application_id.clone()) {
+                link::Entity::insert(link::ActiveModel {
+                    application_id: Set(l.application_id),
+                    contractor_id: Set(survivor_id.to_owned()),
+                    link_time: Set(l.link_time),
+                })
+                .exec_without_returning(&txn)
+                .await?;
+            }
+        }
+
+        // The absorbed accounts, and any merged into them before, now point at the survivor:
+        // their PINs associate to it and their ids decide checks through it.
+        contractor::Entity::update_many()
+            .col_expr(contractor::Column::MergedInto, Expr::value(survivor_id))
+            .col_expr(contractor::Column::UpdateTime, Expr::value(now))
+            .filter(
+                contractor::Column::ContractorId
+                    .is_in(absorbed.iter().map(String::as_str))
+                    .or(contractor::Column::MergedInto.is_in(absorbed.iter().map(String::as_str))),
+            )
+            .exec(&txn)
+            .await?;
+        self.commit_change(
+            txn,
+            revision,
+            actor,
+            Change {
+                contractor_id: Some(survivor_id),
+                absorbed_contractor_ids: absorbed,
+                ..Change::of(ChangeKind::ContractorsMerged)
+            },
+        )
+        .await?;
+        Ok((survivor.into(), revision))
+    }
+}
+
+/// What a merge does to one customer's membership of the survivor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Held on the survivor, and the absorbed accounts add nothing.
+    Kept,
+    /// Held on the survivor, and united with more.
+    Changed,
+    /// New to the survivor: associated since the earliest of its absorbed memberships.
+    Joined(DateTime<Utc>),
+}
+
+fn grant_of(permissions: i16, expire_time: Option<DateTime<Utc>>) -> Grant {
+    Grant {
+        permissions: stored_permissions(permissions),
+        expire_time,
+    }
+}
