@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mandate_domain::client::Scope;
 use mandate_domain::paging::is_identifier;
-use mandate_store::{Actor, Store};
+use mandate_store::{Actor, Store, Viewer};
 use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Status};
@@ -33,7 +33,10 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
         ("mandate.v1.IdentityService", "GetCustomer")
         | ("mandate.v1.ContractorService", "GetContractor") => &[Portal, Staff],
         ("mandate.v1.IdentityService", "ClearPinLockout")
-        | ("mandate.v1.ContractorService", "MergeContractors") => &[Staff],
+        | (
+            "mandate.v1.ContractorService",
+            "MergeContractors" | "AppointManager" | "ReissuePin" | "SearchContractors",
+        ) => &[Staff],
         ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", _) => &[Portal],
         (
             "mandate.v1.PermissionService",
@@ -43,6 +46,7 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
         ("mandate.v1.PermissionService", "LinkApplication" | "UnlinkApplication") => {
             &[Records, Staff]
         }
+        ("mandate.v1.PermissionService", "ListAssociates" | "ListAuditEvents") => &[Portal, Staff],
         ("mandate.v1.PermissionService", _) => &[Portal],
         (service, _) if service.starts_with("mandate.") => &Scope::ALL,
         _ => return None,
@@ -188,6 +192,31 @@ pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
         customer_id: None,
         client: client.name.clone(),
     })
+}
+
+/// Who reads: the customer the portal acts for (`x-customer-id`), or, without one, staff.
+pub enum Reader {
+    Customer(ActingCustomer),
+    Staff,
+}
+
+impl Reader {
+    /// The store's view of the reader.
+    pub fn viewer(&self) -> Viewer<'_> {
+        match self {
+            Self::Customer(acting) => Viewer::Customer(&acting.customer_id),
+            Self::Staff => Viewer::Staff,
+        }
+    }
+}
+
+/// The reader of a call that a customer or staff may make: the acting customer when the call
+/// names one, staff when it names none and its credential holds the staff scope.
+pub async fn reader<T>(store: &Store, request: &Request<T>) -> ApiResult<Reader> {
+    if is_staff(request) && !request.metadata().contains_key(CUSTOMER_HEADER) {
+        return Ok(Reader::Staff);
+    }
+    Ok(Reader::Customer(acting_customer(store, request).await?))
 }
 
 /// A registered customer a call acts for.

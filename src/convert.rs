@@ -194,6 +194,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::PinRotated => pb::ChangeKind::PinRotated,
         ChangeKind::PinLockoutCleared => pb::ChangeKind::PinLockoutCleared,
         ChangeKind::ContractorsMerged => pb::ChangeKind::ContractorsMerged,
+        ChangeKind::ManagerAppointed => pb::ChangeKind::ManagerAppointed,
     }
 }
 

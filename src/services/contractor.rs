@@ -1,8 +1,9 @@
 use mandate_domain::Error as Rule;
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::paging::{PageRequest, parse_id};
+use mandate_domain::permission::PermissionSet;
 use mandate_domain::pin::Pin;
-use mandate_store::Error as StoreError;
+use mandate_store::{ContractorQuery, Error as StoreError};
 use tonic::{Request, Response, Status};
 
 use super::{Shared, reply};
@@ -11,11 +12,13 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::pb::contractor_service_server::ContractorService;
 use crate::pb::{
-    AssociateByPinRequest, AssociateByPinResponse, GetContractorRequest, GetContractorResponse,
-    GetPinRequest, GetPinResponse, LeaveContractorRequest, LeaveContractorResponse,
-    ListMyContractorsRequest, ListMyContractorsResponse, MergeContractorsRequest,
-    MergeContractorsResponse, RegisterContractorRequest, RegisterContractorResponse,
-    RotatePinRequest, RotatePinResponse, UpdateContractorRequest, UpdateContractorResponse,
+    AppointManagerRequest, AppointManagerResponse, AssociateByPinRequest, AssociateByPinResponse,
+    GetContractorRequest, GetContractorResponse, GetPinRequest, GetPinResponse,
+    LeaveContractorRequest, LeaveContractorResponse, ListMyContractorsRequest,
+    ListMyContractorsResponse, MergeContractorsRequest, MergeContractorsResponse,
+    RegisterContractorRequest, RegisterContractorResponse, ReissuePinRequest, ReissuePinResponse,
+    RotatePinRequest, RotatePinResponse, SearchContractorsRequest, SearchContractorsResponse,
+    UpdateContractorRequest, UpdateContractorResponse,
 };
 
 /// `mandate.v1.ContractorService`.
@@ -281,6 +284,114 @@ impl ContractorService for ContractorApi {
         .await)
     }
 
+    async fn appoint_manager(
+        &self,
+        request: Request<AppointManagerRequest>,
+    ) -> Result<Response<AppointManagerResponse>, Status> {
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let body = request.get_ref();
+                let (contractor_id, customer_id) = both(
+                    parse_id("contractor_id", &body.contractor_id),
+                    parse_id("customer_id", &body.customer_id),
+                )?;
+                let (already_manager, revision) = self
+                    .0
+                    .store
+                    .appoint_manager(&actor, &contractor_id, &customer_id)
+                    .await?;
+                tracing::info!(
+                    %contractor_id,
+                    %customer_id,
+                    client = %actor.client,
+                    already_manager,
+                    revision,
+                    "Manager appointed by staff"
+                );
+                Ok(AppointManagerResponse {
+                    permissions: convert::permissions(PermissionSet::MANAGER),
+                    revision,
+                    already_manager,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn reissue_pin(
+        &self,
+        request: Request<ReissuePinRequest>,
+    ) -> Result<Response<ReissuePinResponse>, Status> {
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
+                let (pin, revision) = self
+                    .0
+                    .store
+                    .reissue_pin(&actor, contractor_id, |id| self.0.new_pin(id))
+                    .await?;
+                tracing::info!(%contractor_id, client = %actor.client, revision, "PIN reissued by staff");
+                Ok(ReissuePinResponse {
+                    pin: pin.expose_formatted(),
+                    revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn search_contractors(
+        &self,
+        request: Request<SearchContractorsRequest>,
+    ) -> Result<Response<SearchContractorsResponse>, Status> {
+        reply(
+            async {
+                let body = request.get_ref();
+                let name = body.business_name.trim();
+                let email = body.email.trim();
+                let query = match (name.is_empty(), email.is_empty()) {
+                    (false, true) if name.chars().count() < 2 => {
+                        return Err(
+                            Rule::invalid("business_name", "give at least 2 characters").into()
+                        );
+                    }
+                    (false, true) if name.chars().count() > MAX_SEARCH_LEN => {
+                        return Err(Rule::invalid(
+                            "business_name",
+                            format!("must be at most {MAX_SEARCH_LEN} characters"),
+                        )
+                        .into());
+                    }
+                    (false, true) => ContractorQuery::BusinessName(name),
+                    (true, false) if email.chars().count() > MAX_SEARCH_LEN => {
+                        return Err(Rule::invalid(
+                            "email",
+                            format!("must be at most {MAX_SEARCH_LEN} characters"),
+                        )
+                        .into());
+                    }
+                    (true, false) => ContractorQuery::Email(email),
+                    _ => {
+                        return Err(Rule::invalid(
+                            "business_name",
+                            "give exactly one of business_name and email",
+                        )
+                        .into());
+                    }
+                };
+                let page = PageRequest::parse(body.page_size, &body.page_token)?;
+                let page = self.0.store.search_contractors(query, &page).await?;
+                Ok(SearchContractorsResponse {
+                    contractors: page.items.into_iter().map(convert::contractor).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            .await,
+        )
+    }
+
     async fn merge_contractors(
         &self,
         request: Request<MergeContractorsRequest>,
@@ -351,15 +462,19 @@ fn parse_merge(survivor: &str, absorbed: &[String]) -> Result<(String, Vec<Strin
         Ok(_) => None,
         Err(err) => Some(err),
     };
-    Err(Rule::Invalid(
-        survivor
-            .into_iter()
-            .chain(violations)
-            .flat_map(|err| match err {
-                Rule::Invalid(v) => v,
-                other => vec![mandate_domain::FieldViolation::new("", other.to_string())],
-            })
-            .collect(),
-    )
-    .into())
+    Err(Rule::all_invalid(survivor.into_iter().chain(violations)).into())
+}
+
+/// The longest business name or email a search takes.
+const MAX_SEARCH_LEN: usize = 200;
+
+/// Both values, or every field violation of either.
+fn both<A, B>(
+    a: mandate_domain::Result<A>,
+    b: mandate_domain::Result<B>,
+) -> Result<(A, B), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(Rule::all_invalid([a.err(), b.err()].into_iter().flatten()).into()),
+    }
 }

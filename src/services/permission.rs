@@ -75,15 +75,8 @@ impl PermissionApi {
         ) {
             (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(())) => (a, b, c, d, e),
             (a, b, c, d, e, f) => {
-                let violations = [a.err(), b.err(), c.err(), d.err(), e.err(), f.err()]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|err| match err {
-                        Rule::Invalid(v) => v,
-                        other => vec![mandate_domain::FieldViolation::new("", other.to_string())],
-                    })
-                    .collect();
-                return Err(Rule::Invalid(violations).into());
+                let errors = [a.err(), b.err(), c.err(), d.err(), e.err(), f.err()];
+                return Err(Rule::all_invalid(errors.into_iter().flatten()).into());
             }
         };
         let outcome = self
@@ -146,14 +139,14 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<ListAssociatesResponse>, Status> {
         reply(
             async {
-                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let reader = auth::reader(&self.0.store, &request).await?;
                 let body = request.get_ref();
                 let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
                 let page = PageRequest::parse(body.page_size, &body.page_token)?;
                 let page = self
                     .0
                     .store
-                    .associates(&acting.customer_id, contractor_id, &page)
+                    .associates(reader.viewer(), contractor_id, &page)
                     .await?;
                 Ok(ListAssociatesResponse {
                     associates: page.items.into_iter().map(convert::associate).collect(),
@@ -366,7 +359,7 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
         reply(
             async {
-                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let reader = auth::reader(&self.0.store, &request).await?;
                 let body = request.get_ref();
                 let contractor_id = &parse_id("contractor_id", &body.contractor_id)?;
                 let start = convert::parse_time("start_time", body.start_time.as_ref())?;
@@ -377,7 +370,7 @@ impl PermissionService for PermissionApi {
                 let page = self
                     .0
                     .store
-                    .audit_events(&acting.customer_id, contractor_id, start, end, &page)
+                    .audit_events(reader.viewer(), contractor_id, start, end, &page)
                     .await?;
                 Ok(ListAuditEventsResponse {
                     events: page.items.into_iter().map(convert::audit_event).collect(),

@@ -22,6 +22,7 @@ mod process;
 mod races;
 mod secrecy;
 mod server;
+mod staff;
 mod storage;
 mod tls;
 mod wire;

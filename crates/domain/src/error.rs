@@ -68,6 +68,19 @@ impl Error {
     pub fn not_found(kind: &str, id: &str) -> Self {
         Self::NotFound(format!("{kind} {id} not found"))
     }
+
+    /// The refusals of several fields as one, naming every bad field.
+    pub fn all_invalid(errors: impl IntoIterator<Item = Error>) -> Self {
+        Self::Invalid(
+            errors
+                .into_iter()
+                .flat_map(|err| match err {
+                    Self::Invalid(violations) => violations,
+                    other => vec![FieldViolation::new("", other.to_string())],
+                })
+                .collect(),
+        )
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

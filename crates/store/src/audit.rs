@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::contractors::{find_contractor, permissions_of, stored_permissions};
 use crate::entity::{audit_event, contractor};
-use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, now};
+use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, Viewer, now};
 
 /// What a revision changed, for whom.
 pub(crate) struct Change<'a> {
@@ -71,21 +71,23 @@ pub(crate) async fn record(
 
 impl Store {
     /// An account's audit trail in `[start, end)`, with that of the accounts merged into it,
-    /// oldest first; its Managers only.
+    /// oldest first; its Managers and staff only.
     /// The page cursor is a revision.
     pub async fn audit_events(
         &self,
-        viewer: &str,
+        viewer: Viewer<'_>,
         contractor_id: &str,
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>> {
         find_contractor(&self.db, contractor_id).await?;
-        membership::require_manager(
-            permissions_of(&self.db, contractor_id, viewer).await?,
-            "read its audit trail",
-        )?;
+        if let Viewer::Customer(viewer) = viewer {
+            membership::require_manager(
+                permissions_of(&self.db, contractor_id, viewer).await?,
+                "read its audit trail",
+            )?;
+        }
         // The history of the accounts merged into this one is its history too.
         let mut accounts: Vec<String> = contractor::Entity::find()
             .filter(contractor::Column::MergedInto.eq(contractor_id))

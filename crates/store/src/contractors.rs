@@ -15,7 +15,7 @@ use sea_orm::{
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
-    Revision, SealedPin, Store, new_id, now,
+    Revision, SealedPin, Store, Viewer, new_id, now,
 };
 
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
@@ -290,14 +290,19 @@ impl Store {
     /// associates may list them.
     pub async fn associates(
         &self,
-        viewer: &str,
+        viewer: Viewer<'_>,
         contractor_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Associate>> {
         find_contractor(&self.db, contractor_id).await?;
-        let viewer = permissions_of(&self.db, contractor_id, viewer).await?;
-        membership::require_associate(viewer, "list its associates")?;
-        let contacts = viewer.is_some_and(membership::sees_contact_details);
+        let contacts = match viewer {
+            Viewer::Staff => true,
+            Viewer::Customer(viewer) => {
+                let viewer = permissions_of(&self.db, contractor_id, viewer).await?;
+                membership::require_associate(viewer, "list its associates")?;
+                viewer.is_some_and(membership::sees_contact_details)
+            }
+        };
         let mut query = member::Entity::find()
             .filter(member::Column::ContractorId.eq(contractor_id))
             .order_by_asc(member::Column::CustomerId)

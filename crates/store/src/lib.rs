@@ -19,6 +19,7 @@ mod merges;
 mod migration;
 mod permissions;
 mod records;
+mod staff;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -40,8 +41,9 @@ pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
 pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
-    Customer, Membership, Page, Revision, SealedPin,
+    Customer, Membership, Page, Revision, SealedPin, Viewer,
 };
+pub use staff::ContractorQuery;
 
 use audit::{Change, record};
 

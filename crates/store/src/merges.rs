@@ -53,7 +53,7 @@ impl Store {
             .map(|m| {
                 (
                     m.customer_id,
-                    (grant_of(m.permissions, m.expire_time), Fate::Kept),
+                    (stored_grant(m.permissions, m.expire_time), Fate::Kept),
                 )
             })
             .collect();
@@ -62,7 +62,7 @@ impl Store {
             .all(&txn)
             .await?;
         for m in absorbed_members {
-            let grant = grant_of(m.permissions, m.expire_time);
+            let grant = stored_grant(m.permissions, m.expire_time);
             match grants.get_mut(&m.customer_id) {
                 Some((held, fate)) => {
                     let united = membership::unite(Some(*held), grant, now);
@@ -184,7 +184,7 @@ enum Fate {
     Joined(DateTime<Utc>),
 }
 
-fn grant_of(permissions: i16, expire_time: Option<DateTime<Utc>>) -> Grant {
+fn stored_grant(permissions: i16, expire_time: Option<DateTime<Utc>>) -> Grant {
     Grant {
         permissions: stored_permissions(permissions),
         expire_time,

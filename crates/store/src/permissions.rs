@@ -180,13 +180,28 @@ impl Store {
             permissions_of(&txn, contractor_id, manager).await?,
             "replace the account's PIN",
         )?;
-        let pin = replace_pin(&txn, account, &mut new_pin).await?;
+        self.commit_new_pin(txn, revision, actor, account, &mut new_pin)
+            .await
+    }
+
+    /// Gives `account` a fresh PIN from `new_pin` and commits the change; the PIN and the
+    /// revision.
+    pub(crate) async fn commit_new_pin<P>(
+        &self,
+        txn: DatabaseTransaction,
+        revision: Revision,
+        actor: &Actor,
+        account: contractor::Model,
+        new_pin: &mut impl FnMut(&str) -> Result<(P, SealedPin)>,
+    ) -> Result<(P, Revision)> {
+        let contractor_id = account.contractor_id.clone();
+        let pin = replace_pin(&txn, account, new_pin).await?;
         self.commit_change(
             txn,
             revision,
             actor,
             Change {
-                contractor_id: Some(contractor_id),
+                contractor_id: Some(&contractor_id),
                 ..Change::of(ChangeKind::PinRotated)
             },
         )

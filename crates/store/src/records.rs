@@ -17,6 +17,14 @@ pub struct Actor {
     pub client: String,
 }
 
+/// Who reads an account's associates or audit trail: a customer, whose place on the account
+/// decides what it sees, or staff, who see everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    Customer(&'a str),
+    Staff,
+}
+
 /// What a revision changed; recorded in the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -33,10 +41,11 @@ pub enum ChangeKind {
     PinRotated,
     PinLockoutCleared,
     ContractorsMerged,
+    ManagerAppointed,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 13] = [
+    pub(crate) const ALL: [ChangeKind; 14] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -50,6 +59,7 @@ impl ChangeKind {
         ChangeKind::PinRotated,
         ChangeKind::PinLockoutCleared,
         ChangeKind::ContractorsMerged,
+        ChangeKind::ManagerAppointed,
     ];
 
     /// The name stored in the audit trail.
@@ -68,6 +78,7 @@ impl ChangeKind {
             ChangeKind::PinRotated => "pin_rotated",
             ChangeKind::PinLockoutCleared => "pin_lockout_cleared",
             ChangeKind::ContractorsMerged => "contractors_merged",
+            ChangeKind::ManagerAppointed => "manager_appointed",
         }
     }
 
