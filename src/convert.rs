@@ -176,6 +176,7 @@ pub fn reason(reason: Reason) -> pb::CheckReason {
         Reason::PermissionNotHeld => pb::CheckReason::PermissionNotHeld,
         Reason::GrantExpired => pb::CheckReason::GrantExpired,
         Reason::ApplicationNotLinked => pb::CheckReason::ApplicationNotLinked,
+        Reason::OwnApplication => pb::CheckReason::OwnApplication,
     }
 }
 
@@ -195,6 +196,8 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::PinLockoutCleared => pb::ChangeKind::PinLockoutCleared,
         ChangeKind::ContractorsMerged => pb::ChangeKind::ContractorsMerged,
         ChangeKind::ManagerAppointed => pb::ChangeKind::ManagerAppointed,
+        ChangeKind::LegacyImported => pb::ChangeKind::LegacyImported,
+        ChangeKind::LegacyCustomerLinked => pb::ChangeKind::LegacyCustomerLinked,
     }
 }
 
@@ -212,5 +215,6 @@ pub fn audit_event(e: AuditEvent) -> pb::AuditEvent {
         expire_time: e.expire_time.map(timestamp),
         application_id: e.application_id.unwrap_or_default(),
         absorbed_contractor_ids: e.absorbed_contractor_ids,
+        detail: e.detail.unwrap_or_default(),
     }
 }

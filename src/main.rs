@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use mandate::config::Settings;
+use mandate::legacy::ImportFiles;
 use mandate::startup::{Application, StartupError};
 use mandate_domain::client::{Scope, Scopes, parse_client_name};
 use tracing_subscriber::EnvFilter;
@@ -35,6 +36,29 @@ enum Command {
     Unlock {
         /// The customer's id.
         customer_id: String,
+    },
+    /// Import the previous permit system's export (CSV files, described in
+    /// docs/legacy-import.md) and write the new PINs, once, to a mail-merge file. Running it
+    /// again adds only what is new.
+    ImportLegacy {
+        /// Accounts, one per legacy contact.
+        #[arg(long)]
+        contractors: Option<PathBuf>,
+        /// Legacy customer records.
+        #[arg(long)]
+        customers: Option<PathBuf>,
+        /// Applications, with their legacy contact and/or customer.
+        #[arg(long)]
+        applications: Option<PathBuf>,
+        /// The mail-merge file to create (mode 600) with every new PIN; it must not exist.
+        #[arg(long)]
+        mail_merge: PathBuf,
+        /// Import nothing when any row is bad.
+        #[arg(long)]
+        strict: bool,
+        /// Days the one-time customer PINs of this run stay valid.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        customer_pin_days: u32,
     },
 }
 
@@ -86,6 +110,25 @@ async fn main() -> ExitCode {
         Command::Migrate => mandate::startup::migrate(&cli.settings).await,
         Command::Keys { command } => keys(&cli.settings, command).await,
         Command::Unlock { customer_id } => unlock(&cli.settings, &customer_id).await,
+        Command::ImportLegacy {
+            contractors,
+            customers,
+            applications,
+            mail_merge,
+            strict,
+            customer_pin_days,
+        } => {
+            let files = ImportFiles {
+                accounts: contractors.as_deref(),
+                customers: customers.as_deref(),
+                applications: applications.as_deref(),
+                mail_merge: &mail_merge,
+                strict,
+                customer_pin_expire_time: Utc::now()
+                    + chrono::Duration::days(i64::from(customer_pin_days)),
+            };
+            import_legacy(&cli.settings, &files).await
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +215,51 @@ async fn keys(settings: &Settings, command: KeysCommand) -> Result<(), StartupEr
                 key.key_id, key.name
             );
         }
+    }
+    Ok(())
+}
+
+/// `mandate import-legacy …`.
+async fn import_legacy(settings: &Settings, files: &ImportFiles<'_>) -> Result<(), StartupError> {
+    if files.accounts.is_none() && files.customers.is_none() && files.applications.is_none() {
+        return Err(StartupError::Invalid(
+            "name at least one of --contractors, --customers and --applications".into(),
+        ));
+    }
+    let store = mandate::startup::open_store(settings).await?;
+    let vault = mandate::startup::open_vault(settings, &store).await?;
+    let summary = mandate::legacy::import(&store, &vault, files)
+        .await
+        .map_err(|err| StartupError::Invalid(err.to_string()))?;
+    for bad in &summary.bad {
+        eprintln!("{}:{}: {}", bad.file, bad.line, bad.reason);
+    }
+    if summary.refused {
+        return Err(StartupError::Invalid(format!(
+            "--strict: {} bad row(s); nothing was imported",
+            summary.bad.len()
+        )));
+    }
+    println!(
+        "accounts: {} added, {} there already\n\
+         legacy customer records: {} added, {} there already\n\
+         application links: {} added, {} there already\n\
+         bad rows: {}",
+        summary.accounts_added,
+        summary.accounts_existing,
+        summary.customers_added,
+        summary.customers_existing,
+        summary.links_added,
+        summary.links_existing,
+        summary.bad.len()
+    );
+    match (summary.mail_merge_written, summary.revision) {
+        (true, Some(revision)) => println!(
+            "new PINs written to {} (mode 600); revision {revision}",
+            files.mail_merge.display()
+        ),
+        (false, Some(revision)) => println!("no new PINs; revision {revision}"),
+        (_, None) => println!("nothing new: nothing changed"),
     }
     Ok(())
 }

@@ -133,6 +133,29 @@ impl PinVault {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A new random PIN for the account `contractor_id`, with its sealed form.
+    pub fn account_pin(
+        &self,
+        contractor_id: &str,
+    ) -> Result<(Pin, SealedPin), mandate_store::Error> {
+        let pin = self
+            .generate()
+            .map_err(|e| mandate_store::Error::Internal(format!("no random PIN: {e}")))?;
+        let sealed = self
+            .seal(contractor_id, &pin)
+            .map_err(mandate_store::Error::Internal)?;
+        Ok((pin, sealed))
+    }
+
+    /// A new random one-time customer PIN, with its hash (it is never read back, so not sealed).
+    pub fn customer_pin(&self) -> Result<(Pin, String), mandate_store::Error> {
+        let pin = self
+            .generate()
+            .map_err(|e| mandate_store::Error::Internal(format!("no random PIN: {e}")))?;
+        let hash = self.hash(&pin);
+        Ok((pin, hash))
+    }
+
     /// A new random PIN.
     pub fn generate(&self) -> Result<Pin, getrandom::Error> {
         let mut bytes = [0u8; 8];

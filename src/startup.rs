@@ -90,10 +90,7 @@ impl Application {
         let store = Store::connect(&settings.database_url, settings.store_options()).await?;
         let secret = load_secret(settings)?;
         store.migrate().await?;
-        let vault = PinVault::new(&secret);
-        if !store.matches_key_fingerprint(&vault.fingerprint()).await? {
-            return Err(StartupError::WrongSecret);
-        }
+        let vault = checked_vault(&store, &secret).await?;
         let key_file = settings.bootstrap_key_file();
         if let Some(key) = keys::bootstrap(&store, &key_file).await? {
             tracing::info!(
@@ -398,6 +395,23 @@ pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
     open_store(settings).await?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// The PIN keys of `secret`, once the database confirms it is the secret it was set up with.
+async fn checked_vault(
+    store: &Store,
+    secret: &crate::config::Secret,
+) -> Result<PinVault, StartupError> {
+    let vault = PinVault::new(secret);
+    if !store.matches_key_fingerprint(&vault.fingerprint()).await? {
+        return Err(StartupError::WrongSecret);
+    }
+    Ok(vault)
+}
+
+/// The PIN keys configured, for the operator's commands that make PINs.
+pub async fn open_vault(settings: &Settings, store: &Store) -> Result<PinVault, StartupError> {
+    checked_vault(store, &load_secret(settings)?).await
 }
 
 /// The configured database, migrated, for the operator's commands.

@@ -165,41 +165,17 @@ impl ContractorService for ContractorApi {
             async {
                 let acting = auth::acting_customer(&self.0.store, &request).await?;
                 let pin = Pin::parse("pin", &request.get_ref().pin)?;
-                let store = &self.0.store;
-                store
-                    .take_pin_attempt(&acting.customer_id, self.0.lockout)
-                    .await
-                    .inspect_err(|err| {
-                        if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
-                            self.0.pin_failures.locked_out(&acting.actor.client);
-                            tracing::warn!(
-                                customer_id = %acting.customer_id,
-                                client = %acting.actor.client,
-                                "PIN entry refused: the customer is locked out"
-                            );
-                        }
-                    })?;
-                let associated = store
-                    .associate_by_pin(&acting.actor, &acting.customer_id, &self.0.vault.hash(&pin))
-                    .await;
-                match &associated {
-                    Err(StoreError::Domain(Rule::NotFound(_))) => {
-                        self.0.pin_failures.wrong(&acting.actor.client);
-                        tracing::info!(
-                            customer_id = %acting.customer_id,
-                            client = %acting.actor.client,
-                            "a wrong PIN was entered"
-                        );
-                    }
-                    // A correct PIN, or a failure that is not the customer's: the attempt is
-                    // given back.
-                    _ => {
-                        if let Err(err) = store.refund_pin_attempt(&acting.customer_id).await {
-                            tracing::warn!(error = %err, "cannot give a PIN attempt back");
-                        }
-                    }
-                }
-                let (membership, already_associated, revision) = associated?;
+                let (membership, already_associated, revision) = self
+                    .0
+                    .enter_pin(
+                        &acting,
+                        self.0.store.associate_by_pin(
+                            &acting.actor,
+                            &acting.customer_id,
+                            &self.0.vault.hash(&pin),
+                        ),
+                    )
+                    .await?;
                 tracing::info!(
                     contractor_id = %membership.contractor.contractor_id,
                     customer_id = %acting.customer_id,

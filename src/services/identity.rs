@@ -1,15 +1,15 @@
 use mandate_domain::customer::NewCustomer;
 use mandate_domain::paging::parse_id;
+use mandate_domain::pin::Pin;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, reply};
 use crate::auth;
 use crate::convert;
-use crate::error::ApiError;
 use crate::pb::identity_service_server::IdentityService;
 use crate::pb::{
     ClearPinLockoutRequest, ClearPinLockoutResponse, GetCustomerRequest, GetCustomerResponse,
-    LinkLegacyCustomerRequest, LinkLegacyCustomerResponse, RegisterCustomerRequest,
+    LegacyCustomer, LinkLegacyCustomerRequest, LinkLegacyCustomerResponse, RegisterCustomerRequest,
     RegisterCustomerResponse,
 };
 
@@ -61,13 +61,41 @@ impl IdentityService for IdentityApi {
 
     async fn link_legacy_customer(
         &self,
-        _request: Request<LinkLegacyCustomerRequest>,
+        request: Request<LinkLegacyCustomerRequest>,
     ) -> Result<Response<LinkLegacyCustomerResponse>, Status> {
-        reply(Err(ApiError::Unimplemented(
-            "LinkLegacyCustomer is not implemented yet: it arrives with the legacy import of \
-             customer records and their one-time customer PINs"
-                .into(),
-        )))
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let pin = Pin::parse("customer_pin", &request.get_ref().customer_pin)?;
+                let (customer, record, revision) = self
+                    .0
+                    .enter_pin(
+                        &acting,
+                        self.0.store.link_legacy_customer(
+                            &acting.actor,
+                            &acting.customer_id,
+                            &self.0.vault.hash(&pin),
+                        ),
+                    )
+                    .await?;
+                tracing::info!(
+                    customer_id = %acting.customer_id,
+                    legacy_customer_id = %record.legacy_customer_id,
+                    revision,
+                    "legacy customer record linked"
+                );
+                Ok(LinkLegacyCustomerResponse {
+                    customer: Some(convert::customer(customer)),
+                    legacy_customer: Some(LegacyCustomer {
+                        legacy_customer_id: record.legacy_customer_id,
+                        display_name: record.display_name,
+                        link_time: Some(convert::timestamp(record.link_time)),
+                    }),
+                    revision,
+                })
+            }
+            .await,
+        )
     }
 
     async fn clear_pin_lockout(

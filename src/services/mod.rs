@@ -7,6 +7,7 @@ mod permission;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use mandate_domain::Error as Rule;
 use mandate_domain::lockout::PinLockout;
 use mandate_domain::pin::Pin;
 use mandate_store::{Error as StoreError, SealedPin, Store};
@@ -95,17 +96,51 @@ impl Drop for FeedSlot {
 }
 
 impl State {
+    /// Enters a PIN for `acting`, guarded by the lockout: the attempt is taken before `enter`
+    /// looks at the PIN, counted as a wrong PIN (per client system too) when `enter` answers
+    /// `NOT_FOUND`, and given back otherwise.
+    async fn enter_pin<T>(
+        &self,
+        acting: &crate::auth::ActingCustomer,
+        enter: impl Future<Output = Result<T, StoreError>>,
+    ) -> ApiResult<T> {
+        let client = &acting.actor.client;
+        self.store
+            .take_pin_attempt(&acting.customer_id, self.lockout)
+            .await
+            .inspect_err(|err| {
+                if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
+                    self.pin_failures.locked_out(client);
+                    tracing::warn!(
+                        customer_id = %acting.customer_id,
+                        %client,
+                        "PIN entry refused: the customer is locked out"
+                    );
+                }
+            })?;
+        let entered = enter.await;
+        match &entered {
+            Err(StoreError::Domain(Rule::NotFound(_))) => {
+                self.pin_failures.wrong(client);
+                tracing::info!(
+                    customer_id = %acting.customer_id,
+                    %client,
+                    "a wrong PIN was entered"
+                );
+            }
+            // A correct PIN, or a failure that is not the customer's: the attempt is given back.
+            _ => {
+                if let Err(err) = self.store.refund_pin_attempt(&acting.customer_id).await {
+                    tracing::warn!(error = %err, "cannot give a PIN attempt back");
+                }
+            }
+        }
+        Ok(entered?)
+    }
+
     /// A new random PIN for the account `contractor_id`, with its sealed form.
     fn new_pin(&self, contractor_id: &str) -> Result<(Pin, SealedPin), StoreError> {
-        let pin = self
-            .vault
-            .generate()
-            .map_err(|e| StoreError::Internal(format!("no random PIN: {e}")))?;
-        let sealed = self
-            .vault
-            .seal(contractor_id, &pin)
-            .map_err(StoreError::Internal)?;
-        Ok((pin, sealed))
+        self.vault.account_pin(contractor_id)
     }
 }
 

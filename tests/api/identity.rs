@@ -1,7 +1,7 @@
-use mandate::pb::{GetCustomerRequest, LinkLegacyCustomerRequest, RegisterCustomerRequest};
+use mandate::pb::{GetCustomerRequest, RegisterCustomerRequest};
 use tonic::Code;
 
-use crate::helpers::{Backend, as_customer, expect_code, expect_invalid, spawn_app};
+use crate::helpers::{Backend, expect_code, expect_invalid, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -10,7 +10,6 @@ on_both_backends!(
     registering_with_bad_fields_names_every_field,
     an_unknown_customer_is_not_found,
     a_malformed_customer_id_is_invalid_argument,
-    linking_a_legacy_customer_says_it_is_not_implemented_yet,
 );
 
 async fn a_registered_customer_can_be_read_back(backend: Backend) {
@@ -110,20 +109,4 @@ async fn a_malformed_customer_id_is_invalid_argument(backend: Backend) {
         })
         .await;
     expect_invalid(result, &["customer_id"]);
-}
-
-async fn linking_a_legacy_customer_says_it_is_not_implemented_yet(backend: Backend) {
-    let mut app = spawn_app(backend).await;
-    let ana = app.customer("ana").await;
-    let result = app
-        .identity
-        .link_legacy_customer(as_customer(
-            &ana.customer_id,
-            LinkLegacyCustomerRequest {
-                customer_pin: "0000-0000-00".into(),
-            },
-        ))
-        .await;
-    let status = expect_code(result, Code::Unimplemented);
-    assert!(status.message().contains("legacy import"), "{status:?}");
 }

@@ -13,6 +13,7 @@ mod guessing;
 mod identifiers;
 mod identity;
 mod keys;
+mod legacy;
 mod limits;
 mod logcheck;
 mod merges;

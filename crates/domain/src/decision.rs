@@ -20,11 +20,17 @@ pub enum Reason {
     GrantExpired,
     /// Denied: the application is not linked to any account the customer is associated with.
     ApplicationNotLinked,
+    /// Allowed: the application is the customer's own, from its linked record of the previous
+    /// permit system.
+    OwnApplication,
 }
 
 impl Reason {
     pub fn allows(self) -> bool {
-        matches!(self, Reason::GrantedDirectly | Reason::GrantedThroughManage)
+        matches!(
+            self,
+            Reason::GrantedDirectly | Reason::GrantedThroughManage | Reason::OwnApplication
+        )
     }
 }
 

@@ -10,6 +10,7 @@ pub mod contractor;
 pub mod customer;
 pub mod decision;
 mod error;
+pub mod legacy;
 pub mod lockout;
 pub mod membership;
 pub mod paging;

@@ -16,7 +16,9 @@ use sea_orm::{
 };
 
 use crate::contractors::{find_contractor, stored_permissions};
-use crate::entity::{application_link as link, membership as member};
+use crate::entity::{
+    application_link as link, legacy_application, legacy_customer, membership as member,
+};
 use crate::{
     AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
     Store, now,
@@ -127,16 +129,44 @@ impl Store {
                     ),
             );
         }
-        let mut rows = query.all(&self.db).await?;
-        let more = rows.len() as u64 > size;
-        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-        let items: Vec<AccessibleApplication> = rows
+        let linked = query
+            .all(&self.db)
+            .await?
             .into_iter()
             .map(|l| AccessibleApplication {
                 application_id: l.application_id,
                 contractor_id: l.contractor_id,
-            })
-            .collect();
+            });
+        // The customer's own applications, through its legacy record: every permission, no
+        // account (an empty account id sorts before any other).
+        let mut own = legacy_application::Entity::find()
+            .filter(
+                legacy_application::Column::LegacyCustomerId
+                    .in_subquery(linked_records(customer_id)),
+            )
+            .order_by_asc(legacy_application::Column::ApplicationId)
+            .limit(size + 1);
+        if let Some(after) = after {
+            own = own.filter(
+                legacy_application::Column::ApplicationId.gt(after.application_id.as_str()),
+            );
+        }
+        let own = own
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|o| AccessibleApplication {
+                application_id: o.application_id,
+                contractor_id: String::new(),
+            });
+        let mut rows: Vec<AccessibleApplication> = linked.chain(own).collect();
+        rows.sort_by(|a, b| {
+            (&a.application_id, &a.contractor_id).cmp(&(&b.application_id, &b.contractor_id))
+        });
+        rows.dedup();
+        let more = rows.len() as u64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let items = rows;
         let next_page_token = more
             .then(|| {
                 items.last().map(|a| {
@@ -237,10 +267,19 @@ impl Store {
                         decision::decide(permission, probe.grant.as_ref(), now),
                         Some(contractor_id.to_owned()),
                     ),
-                    _ => {
+                    (Some(_), true) => {
                         let (reason, contractor) =
                             decision::decide_for_application(permission, &linked, now);
                         (reason, contractor.cloned())
+                    }
+                    (None, _) => {
+                        let (reason, contractor) =
+                            decision::decide_for_application(permission, &linked, now);
+                        if !reason.allows() && owns(&self.db, customer_id, application_id).await? {
+                            (Reason::OwnApplication, None)
+                        } else {
+                            (reason, contractor.cloned())
+                        }
                     }
                 }
             }
@@ -265,6 +304,27 @@ impl Store {
             revision,
         })
     }
+}
+
+/// The legacy records linked to `customer_id` (at most one), as a subquery.
+fn linked_records(customer_id: &str) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(legacy_customer::Column::LegacyCustomerId)
+        .from(legacy_customer::Entity)
+        .and_where(legacy_customer::Column::CustomerId.eq(customer_id))
+        .to_owned()
+}
+
+/// Whether `application_id` is `customer_id`'s own, through its linked legacy record.
+async fn owns(db: &impl ConnectionTrait, customer_id: &str, application_id: &str) -> Result<bool> {
+    Ok(legacy_application::Entity::find()
+        .filter(legacy_application::Column::ApplicationId.eq(application_id))
+        .filter(
+            legacy_application::Column::LegacyCustomerId.in_subquery(linked_records(customer_id)),
+        )
+        .one(db)
+        .await?
+        .is_some())
 }
 
 /// What a check reads first: the revision, whether the customer and the account exist, and
@@ -340,7 +400,7 @@ impl ApplicationCursor {
     pub fn parse(token: &str) -> Option<Self> {
         let (contractor_id, application) = token.split_once('.')?;
         let application_id = String::from_utf8(hex::decode(application).ok()?).ok()?;
-        let valid = is_identifier(contractor_id)
+        let valid = (contractor_id.is_empty() || is_identifier(contractor_id))
             && parse_application_id("page_token", &application_id)
                 .is_ok_and(|parsed| parsed == application_id);
         valid.then(|| Self {

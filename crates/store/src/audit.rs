@@ -23,6 +23,8 @@ pub(crate) struct Change<'a> {
     pub expire_time: Option<DateTime<Utc>>,
     pub application_id: Option<&'a str>,
     pub absorbed_contractor_ids: &'a [String],
+    /// What a bulk change did, in words.
+    pub detail: Option<String>,
 }
 
 impl Change<'_> {
@@ -37,6 +39,7 @@ impl Change<'_> {
             expire_time: None,
             application_id: None,
             absorbed_contractor_ids: &[],
+            detail: None,
         }
     }
 }
@@ -63,6 +66,7 @@ pub(crate) async fn record(
         expire_time: Set(change.expire_time),
         absorbed_contractor_ids: Set((!change.absorbed_contractor_ids.is_empty())
             .then(|| change.absorbed_contractor_ids.join(" "))),
+        detail: Set(change.detail),
     })
     .exec_without_returning(txn)
     .await?;
@@ -170,6 +174,7 @@ impl TryFrom<audit_event::Model> for AuditEvent {
                 .absorbed_contractor_ids
                 .map(|ids| ids.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
+            detail: m.detail,
         })
     }
 }

@@ -37,24 +37,7 @@ impl Store {
         let (txn, revision) = self.begin_change().await?;
         let contractor_id = new_id();
         let (pin, sealed) = fresh_pin(&txn, &contractor_id, &mut new_pin).await?;
-        let now = now();
-        let model = contractor::Model {
-            contractor_id: contractor_id.clone(),
-            business_name: details.business_name,
-            contact_name: details.contact.name,
-            contact_phone: details.contact.phone,
-            contact_email: details.contact.email,
-            street: details.mailing_address.street,
-            city: details.mailing_address.city,
-            province: details.mailing_address.province,
-            postal_code: details.mailing_address.postal_code,
-            country: details.mailing_address.country,
-            pin_hash: sealed.hash,
-            pin_ciphertext: sealed.ciphertext,
-            merged_into: None,
-            create_time: now,
-            update_time: now,
-        };
+        let model = new_account(contractor_id.clone(), details, sealed, None, now());
         contractor::Entity::insert(contractor::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
@@ -353,6 +336,34 @@ pub(crate) async fn find_contractor(
         .one(db)
         .await?
         .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
+}
+
+/// The row of a new account.
+pub(crate) fn new_account(
+    contractor_id: String,
+    details: ContractorDetails,
+    sealed: SealedPin,
+    legacy_contractor_id: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> contractor::Model {
+    contractor::Model {
+        contractor_id,
+        business_name: details.business_name,
+        contact_name: details.contact.name,
+        contact_phone: details.contact.phone,
+        contact_email: details.contact.email,
+        street: details.mailing_address.street,
+        city: details.mailing_address.city,
+        province: details.mailing_address.province,
+        postal_code: details.mailing_address.postal_code,
+        country: details.mailing_address.country,
+        pin_hash: sealed.hash,
+        pin_ciphertext: sealed.ciphertext,
+        merged_into: None,
+        legacy_contractor_id,
+        create_time: now,
+        update_time: now,
+    }
 }
 
 /// The account whose PIN hashes to `pin_hash`; `NOT_FOUND` when none has it.

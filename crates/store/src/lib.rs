@@ -14,6 +14,7 @@ mod entity;
 mod error;
 mod hygiene;
 mod keys;
+mod legacy;
 mod lockout;
 mod merges;
 mod migration;
@@ -39,6 +40,7 @@ use tokio::sync::Notify;
 pub use applications::{ApplicationCursor, CheckTarget};
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
+pub use legacy::{ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, LinkedRecord};
 pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin, Viewer,

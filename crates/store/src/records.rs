@@ -42,10 +42,12 @@ pub enum ChangeKind {
     PinLockoutCleared,
     ContractorsMerged,
     ManagerAppointed,
+    LegacyImported,
+    LegacyCustomerLinked,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 14] = [
+    pub(crate) const ALL: [ChangeKind; 16] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -60,6 +62,8 @@ impl ChangeKind {
         ChangeKind::PinLockoutCleared,
         ChangeKind::ContractorsMerged,
         ChangeKind::ManagerAppointed,
+        ChangeKind::LegacyImported,
+        ChangeKind::LegacyCustomerLinked,
     ];
 
     /// The name stored in the audit trail.
@@ -79,6 +83,8 @@ impl ChangeKind {
             ChangeKind::PinLockoutCleared => "pin_lockout_cleared",
             ChangeKind::ContractorsMerged => "contractors_merged",
             ChangeKind::ManagerAppointed => "manager_appointed",
+            ChangeKind::LegacyImported => "legacy_imported",
+            ChangeKind::LegacyCustomerLinked => "legacy_customer_linked",
         }
     }
 
@@ -103,6 +109,8 @@ pub struct AuditEvent {
     pub application_id: Option<String>,
     /// The accounts a merge absorbed into `contractor_id`.
     pub absorbed_contractor_ids: Vec<String>,
+    /// What a bulk change (an import run) did, in words.
+    pub detail: Option<String>,
 }
 
 /// The outcome of a check.

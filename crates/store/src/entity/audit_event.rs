@@ -17,6 +17,8 @@ pub struct Model {
     pub expire_time: Option<DateTimeUtc>,
     /// The accounts a merge absorbed, separated by spaces.
     pub absorbed_contractor_ids: Option<String>,
+    /// What a bulk change (an import run) did, in words.
+    pub detail: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,9 @@ pub struct Model {
     /// The PIN sealed with the server's encryption key (nonce, then ciphertext and tag).
     pub pin_ciphertext: Vec<u8>,
     pub merged_into: Option<String>,
+    /// The previous permit system's id of the contact this account was imported from.
+    #[sea_orm(unique)]
+    pub legacy_contractor_id: Option<String>,
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,
 }

@@ -5,4 +5,6 @@ pub mod application_link;
 pub mod audit_event;
 pub mod contractor;
 pub mod customer;
+pub mod legacy_application;
+pub mod legacy_customer;
 pub mod membership;

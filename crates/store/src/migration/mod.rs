@@ -10,6 +10,7 @@ mod m20261130_000002_pin_attempts;
 mod m20261201_000001_key_kind;
 mod m20261201_000002_canonical_application_ids;
 mod m20261201_000003_merges;
+mod m20261201_000004_legacy;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_key_kind::Migration),
             Box::new(m20261201_000002_canonical_application_ids::Migration),
             Box::new(m20261201_000003_merges::Migration),
+            Box::new(m20261201_000004_legacy::Migration),
         ]
     }
 }

@@ -1,0 +1,452 @@
+//! `mandate import-legacy`: reads the previous permit system's export (CSV), imports what earlier
+//! runs did not, and writes the new PINs once, to a mail-merge file for the city's letters.
+//! `docs/legacy-import.md` describes the files.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use mandate_domain::application::parse_application_id;
+use mandate_domain::contractor::{ContractorDetails, RawAddress, RawContact, RawDetails};
+use mandate_domain::legacy::{LegacyCustomer, parse_legacy_id};
+use mandate_domain::pin::Pin;
+use mandate_store::{Actor, ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, Store};
+
+use crate::secrets::PinVault;
+
+/// The columns of each file, in any order; other columns are ignored.
+pub const ACCOUNT_COLUMNS: [&str; 10] = [
+    "legacy_contractor_id",
+    "business_name",
+    "contact_name",
+    "email",
+    "phone",
+    "street",
+    "city",
+    "province",
+    "postal_code",
+    "country",
+];
+pub const CUSTOMER_COLUMNS: [&str; 3] = ["legacy_customer_id", "name", "email"];
+pub const APPLICATION_COLUMNS: [&str; 3] = [
+    "application_id",
+    "legacy_contractor_id",
+    "legacy_customer_id",
+];
+
+/// What to import, and where the PINs go.
+pub struct ImportFiles<'a> {
+    pub accounts: Option<&'a Path>,
+    pub customers: Option<&'a Path>,
+    pub applications: Option<&'a Path>,
+    pub mail_merge: &'a Path,
+    /// Import nothing when any row is bad.
+    pub strict: bool,
+    pub customer_pin_expire_time: DateTime<Utc>,
+}
+
+/// A row that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub file: String,
+    /// The line in the file (the header is line 1).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What a run did.
+pub struct Summary {
+    pub accounts_added: usize,
+    pub accounts_existing: usize,
+    pub customers_added: usize,
+    pub customers_existing: usize,
+    pub links_added: u64,
+    pub links_existing: u64,
+    pub bad: Vec<BadRow>,
+    /// Whether the mail-merge file was written (only when new PINs were issued).
+    pub mail_merge_written: bool,
+    /// `None` when nothing changed.
+    pub revision: Option<i64>,
+    /// True when `--strict` refused the run because of bad rows.
+    pub refused: bool,
+}
+
+/// Why a run could not be made at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    File(String),
+    #[error(transparent)]
+    Store(#[from] mandate_store::Error),
+}
+
+/// Reads, checks and imports the files.
+pub async fn import(
+    store: &Store,
+    vault: &PinVault,
+    files: &ImportFiles<'_>,
+) -> Result<Summary, ImportError> {
+    if files.mail_merge.exists() {
+        return Err(ImportError::File(format!(
+            "{} exists: a mail-merge file is written once and never overwritten (it may hold \
+             PINs not mailed yet); name a new file",
+            files.mail_merge.display()
+        )));
+    }
+    let mut bad = Vec::new();
+    let accounts = match files.accounts {
+        Some(path) => read_accounts(path, &mut bad)?,
+        None => Vec::new(),
+    };
+    let customers = match files.customers {
+        Some(path) => read_customers(path, &mut bad)?,
+        None => Vec::new(),
+    };
+    let (applications, lines) = match files.applications {
+        Some(path) => read_applications(path, &mut bad)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let applications_file = files
+        .applications
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let strict = files.strict;
+    let refuse_bad = strict && !bad.is_empty();
+    let batch = LegacyImport {
+        accounts,
+        customers,
+        applications,
+        customer_pin_expire_time: files.customer_pin_expire_time,
+    };
+    let staging = staging_path(files.mail_merge);
+    let actor = Actor {
+        customer_id: None,
+        client: "mandate-import-legacy".to_owned(),
+    };
+    let mut refused = false;
+    let result = store
+        .import_legacy(
+            &actor,
+            batch,
+            |id| vault.account_pin(id),
+            || vault.customer_pin(),
+            |outcome: &ImportOutcome<Pin>| {
+                if refuse_bad || (strict && !outcome.rejected.is_empty()) {
+                    return Err(mandate_store::Error::Internal(STRICT_REFUSAL.into()));
+                }
+                if outcome.accounts.is_empty() && outcome.customers.is_empty() {
+                    return Ok(());
+                }
+                write_mail_merge(&staging, outcome, files.customer_pin_expire_time)
+                    .map_err(mandate_store::Error::Internal)
+            },
+        )
+        .await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(mandate_store::Error::Internal(reason)) if reason == STRICT_REFUSAL => {
+            refused = true;
+            let _ = fs::remove_file(&staging);
+            return Ok(Summary {
+                accounts_added: 0,
+                accounts_existing: 0,
+                customers_added: 0,
+                customers_existing: 0,
+                links_added: 0,
+                links_existing: 0,
+                bad,
+                mail_merge_written: false,
+                revision: None,
+                refused,
+            });
+        }
+        Err(err) => {
+            let _ = fs::remove_file(&staging);
+            return Err(err.into());
+        }
+    };
+    for (index, reason) in &outcome.rejected {
+        bad.push(BadRow {
+            file: applications_file.clone(),
+            line: lines.get(*index).copied().unwrap_or_default(),
+            reason: reason.clone(),
+        });
+    }
+    let written = !outcome.accounts.is_empty() || !outcome.customers.is_empty();
+    if written {
+        fs::rename(&staging, files.mail_merge).map_err(|err| {
+            ImportError::File(format!(
+                "the import is committed, but the mail-merge file could not be put in place: \
+                 its PINs are in {} (mode 600): {err}",
+                staging.display()
+            ))
+        })?;
+    }
+    bad.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok(Summary {
+        accounts_added: outcome.accounts.len(),
+        accounts_existing: outcome.accounts_existing,
+        customers_added: outcome.customers.len(),
+        customers_existing: outcome.customers_existing,
+        links_added: outcome.links_added,
+        links_existing: outcome.links_existing,
+        bad,
+        mail_merge_written: written,
+        revision: outcome.revision,
+        refused,
+    })
+}
+
+/// What `before_commit` answers to stop a strict run with bad rows.
+const STRICT_REFUSAL: &str = "--strict: bad rows, nothing imported";
+
+/// Where the mail-merge file is written before the commit: beside it, under a hidden name.
+fn staging_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Writes every new PIN, readable only by its owner, and syncs it to disk.
+fn write_mail_merge(
+    path: &Path,
+    outcome: &ImportOutcome<Pin>,
+    customer_pin_expire_time: DateTime<Utc>,
+) -> Result<(), String> {
+    let failure = |err: &dyn std::fmt::Display| format!("cannot write {}: {err}", path.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| failure(&e))?;
+    let mut out = csv::Writer::from_writer(file);
+    out.write_record([
+        "kind",
+        "legacy_id",
+        "name",
+        "contact_name",
+        "email",
+        "street",
+        "city",
+        "province",
+        "postal_code",
+        "country",
+        "pin",
+        "pin_expires",
+    ])
+    .map_err(|e| failure(&e))?;
+    for (account, _, pin) in &outcome.accounts {
+        let d = &account.details;
+        let a = &d.mailing_address;
+        out.write_record([
+            "contractor",
+            &account.legacy_contractor_id,
+            &d.business_name,
+            &d.contact.name,
+            &d.contact.email,
+            &a.street,
+            &a.city,
+            &a.province,
+            &a.postal_code,
+            &a.country,
+            &pin.expose_formatted(),
+            "",
+        ])
+        .map_err(|e| failure(&e))?;
+    }
+    let expires = customer_pin_expire_time.format("%Y-%m-%d").to_string();
+    for (record, pin) in &outcome.customers {
+        out.write_record([
+            "customer",
+            &record.legacy_customer_id,
+            &record.display_name,
+            "",
+            &record.email,
+            "",
+            "",
+            "",
+            "",
+            "",
+            &pin.expose_formatted(),
+            &expires,
+        ])
+        .map_err(|e| failure(&e))?;
+    }
+    let file = out.into_inner().map_err(|e| failure(&e))?;
+    file.sync_all().map_err(|e| failure(&e))
+}
+
+/// A CSV row, from column name to value.
+type Row = HashMap<String, String>;
+
+/// The rows of a CSV file, each with its line; the header must hold `columns`.
+fn rows(path: &Path, columns: &[&str]) -> Result<Vec<(u64, Row)>, ImportError> {
+    let failure = |err: &dyn std::fmt::Display| {
+        ImportError::File(format!("cannot read {}: {err}", path.display()))
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| failure(&e))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| failure(&e))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let missing: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| !header.iter().any(|h| h == c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ImportError::File(format!(
+            "{}: the header lacks the column(s) {}",
+            path.display(),
+            missing.join(", ")
+        )));
+    }
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| failure(&e))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let values = header
+            .iter()
+            .cloned()
+            .zip(record.iter().map(str::to_owned))
+            .collect();
+        out.push((line, values));
+    }
+    Ok(out)
+}
+
+fn value<'a>(row: &'a Row, column: &str) -> &'a str {
+    row.get(column).map_or("", String::as_str)
+}
+
+fn bad_row(path: &Path, line: u64, err: impl std::fmt::Display) -> BadRow {
+    BadRow {
+        file: path.display().to_string(),
+        line,
+        reason: err.to_string(),
+    }
+}
+
+fn read_accounts(path: &Path, bad: &mut Vec<BadRow>) -> Result<Vec<LegacyAccount>, ImportError> {
+    let mut seen = HashSet::new();
+    let mut accounts = Vec::new();
+    for (line, row) in rows(path, &ACCOUNT_COLUMNS)? {
+        let id = match parse_legacy_id("legacy_contractor_id", value(&row, "legacy_contractor_id"))
+        {
+            Ok(id) => id,
+            Err(err) => {
+                bad.push(bad_row(path, line, err));
+                continue;
+            }
+        };
+        let raw = RawDetails {
+            business_name: value(&row, "business_name").to_owned(),
+            contact: Some(RawContact {
+                name: value(&row, "contact_name").to_owned(),
+                phone: value(&row, "phone").to_owned(),
+                email: value(&row, "email").to_owned(),
+            }),
+            mailing_address: Some(RawAddress {
+                street: value(&row, "street").to_owned(),
+                city: value(&row, "city").to_owned(),
+                province: value(&row, "province").to_owned(),
+                postal_code: value(&row, "postal_code").to_owned(),
+                country: value(&row, "country").to_owned(),
+            }),
+        };
+        match ContractorDetails::parse(&raw) {
+            Ok(_) if !seen.insert(id.clone()) => bad.push(bad_row(
+                path,
+                line,
+                format!("legacy_contractor_id {id} appears on an earlier line"),
+            )),
+            Ok(details) => accounts.push(LegacyAccount {
+                legacy_contractor_id: id,
+                details,
+            }),
+            Err(err) => bad.push(bad_row(path, line, err)),
+        }
+    }
+    Ok(accounts)
+}
+
+fn read_customers(path: &Path, bad: &mut Vec<BadRow>) -> Result<Vec<LegacyCustomer>, ImportError> {
+    let mut seen = HashSet::new();
+    let mut customers = Vec::new();
+    for (line, row) in rows(path, &CUSTOMER_COLUMNS)? {
+        match LegacyCustomer::parse(
+            value(&row, "legacy_customer_id"),
+            value(&row, "name"),
+            value(&row, "email"),
+        ) {
+            Ok(record) if !seen.insert(record.legacy_customer_id.clone()) => bad.push(bad_row(
+                path,
+                line,
+                format!(
+                    "legacy_customer_id {} appears on an earlier line",
+                    record.legacy_customer_id
+                ),
+            )),
+            Ok(record) => customers.push(record),
+            Err(err) => bad.push(bad_row(path, line, err)),
+        }
+    }
+    Ok(customers)
+}
+
+/// The applications, and the line of each.
+fn read_applications(
+    path: &Path,
+    bad: &mut Vec<BadRow>,
+) -> Result<(Vec<LegacyApplication>, Vec<u64>), ImportError> {
+    let mut applications = Vec::new();
+    let mut lines = Vec::new();
+    for (line, row) in rows(path, &APPLICATION_COLUMNS)? {
+        let optional = |column: &str| {
+            let text = value(&row, column).trim();
+            if text.is_empty() {
+                Ok(None)
+            } else {
+                parse_legacy_id(column, text).map(Some)
+            }
+        };
+        let parsed = (
+            parse_application_id("application_id", value(&row, "application_id")),
+            optional("legacy_contractor_id"),
+            optional("legacy_customer_id"),
+        );
+        match parsed {
+            (Ok(_), Ok(None), Ok(None)) => bad.push(bad_row(
+                path,
+                line,
+                "names neither a legacy_contractor_id nor a legacy_customer_id",
+            )),
+            (Ok(application_id), Ok(legacy_contractor_id), Ok(legacy_customer_id)) => {
+                applications.push(LegacyApplication {
+                    application_id,
+                    legacy_contractor_id,
+                    legacy_customer_id,
+                });
+                lines.push(line);
+            }
+            (a, b, c) => bad.push(bad_row(
+                path,
+                line,
+                mandate_domain::Error::all_invalid(
+                    [a.err(), b.err(), c.err()].into_iter().flatten(),
+                ),
+            )),
+        }
+    }
+    Ok((applications, lines))
+}
