@@ -9,8 +9,8 @@ use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::legacy::LegacyCustomer;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 
 use crate::contractors::new_account;
@@ -107,33 +107,38 @@ impl Store {
             rejected: Vec::new(),
             revision: None,
         };
+        // What earlier runs imported, and the PINs in use, read once: per-batch lookups in a table
+        // that grows within the transaction would be planned on stale statistics.
+        let imported_accounts: HashSet<String> = contractor::Entity::find()
+            .filter(contractor::Column::LegacyContractorId.is_not_null())
+            .select_only()
+            .column(contractor::Column::LegacyContractorId)
+            .into_tuple::<Option<String>>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut pins_in_use: HashSet<String> = contractor::Entity::find()
+            .select_only()
+            .column(contractor::Column::PinHash)
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         let mut accounts = accounts.into_iter().peekable();
         while accounts.peek().is_some() {
             let chunk: Vec<LegacyAccount> = accounts.by_ref().take(BATCH).collect();
-            let ids: Vec<&str> = chunk
-                .iter()
-                .map(|a| a.legacy_contractor_id.as_str())
-                .collect();
-            let existing: HashSet<String> = contractor::Entity::find()
-                .filter(contractor::Column::LegacyContractorId.is_in(ids))
-                .select_only()
-                .column(contractor::Column::LegacyContractorId)
-                .into_tuple::<Option<String>>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
             let mut rows = Vec::new();
-            let mut pins = Vec::new();
             for account in chunk {
-                if existing.contains(&account.legacy_contractor_id) {
+                if imported_accounts.contains(&account.legacy_contractor_id) {
                     outcome.accounts_existing += 1;
                     continue;
                 }
                 let contractor_id = new_id();
                 let (pin, sealed) = account_pin(&contractor_id)?;
-                pins.push(sealed.hash.clone());
+                require_unused(&mut pins_in_use, &sealed.hash)?;
                 rows.push(contractor::ActiveModel::from(new_account(
                     contractor_id.clone(),
                     account.details.clone(),
@@ -143,7 +148,6 @@ impl Store {
                 )));
                 outcome.accounts.push((account, contractor_id, pin));
             }
-            require_unused(&txn, &pins, PinTable::Accounts).await?;
             if !rows.is_empty() {
                 contractor::Entity::insert_many(rows)
                     .exec_without_returning(&txn)
@@ -152,31 +156,33 @@ impl Store {
         }
 
         // Legacy customer records, each with a one-time customer PIN.
+        let imported_records: HashSet<String> = legacy_customer::Entity::find()
+            .select_only()
+            .column(legacy_customer::Column::LegacyCustomerId)
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        let mut customer_pins_in_use: HashSet<String> = legacy_customer::Entity::find()
+            .select_only()
+            .column(legacy_customer::Column::PinHash)
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         let mut customers = customers.into_iter().peekable();
         while customers.peek().is_some() {
             let chunk: Vec<LegacyCustomer> = customers.by_ref().take(BATCH).collect();
-            let ids: Vec<&str> = chunk
-                .iter()
-                .map(|c| c.legacy_customer_id.as_str())
-                .collect();
-            let existing: HashSet<String> = legacy_customer::Entity::find()
-                .filter(legacy_customer::Column::LegacyCustomerId.is_in(ids))
-                .select_only()
-                .column(legacy_customer::Column::LegacyCustomerId)
-                .into_tuple::<String>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .collect();
             let mut rows = Vec::new();
-            let mut pins = Vec::new();
             for record in chunk {
-                if existing.contains(&record.legacy_customer_id) {
+                if imported_records.contains(&record.legacy_customer_id) {
                     outcome.customers_existing += 1;
                     continue;
                 }
                 let (pin, hash) = customer_pin()?;
-                pins.push(hash.clone());
+                require_unused(&mut customer_pins_in_use, &hash)?;
                 rows.push(legacy_customer::ActiveModel::from(legacy_customer::Model {
                     legacy_customer_id: record.legacy_customer_id.clone(),
                     display_name: record.display_name.clone(),
@@ -189,7 +195,6 @@ impl Store {
                 }));
                 outcome.customers.push((record, pin));
             }
-            require_unused(&txn, &pins, PinTable::Customers).await?;
             if !rows.is_empty() {
                 legacy_customer::Entity::insert_many(rows)
                     .exec_without_returning(&txn)
@@ -199,38 +204,27 @@ impl Store {
 
         // Applications, linked to the account of their legacy contact (or the account it was
         // merged into) and to their legacy customer record.
+        let accounts: HashMap<String, String> = contractor::Entity::find()
+            .filter(contractor::Column::LegacyContractorId.is_not_null())
+            .select_only()
+            .column(contractor::Column::LegacyContractorId)
+            .column(contractor::Column::ContractorId)
+            .column(contractor::Column::MergedInto)
+            .into_tuple::<(Option<String>, String, Option<String>)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter_map(|(legacy, id, merged)| legacy.map(|legacy| (legacy, merged.unwrap_or(id))))
+            .collect();
+        let records: HashSet<String> = legacy_customer::Entity::find()
+            .select_only()
+            .column(legacy_customer::Column::LegacyCustomerId)
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         for (offset, chunk) in applications.chunks(BATCH).enumerate() {
-            let contractor_ids: Vec<&str> = chunk
-                .iter()
-                .filter_map(|a| a.legacy_contractor_id.as_deref())
-                .collect();
-            let accounts: HashMap<String, String> = contractor::Entity::find()
-                .filter(contractor::Column::LegacyContractorId.is_in(contractor_ids))
-                .select_only()
-                .column(contractor::Column::LegacyContractorId)
-                .column(contractor::Column::ContractorId)
-                .column(contractor::Column::MergedInto)
-                .into_tuple::<(Option<String>, String, Option<String>)>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .filter_map(|(legacy, id, merged)| {
-                    legacy.map(|legacy| (legacy, merged.unwrap_or(id)))
-                })
-                .collect();
-            let customer_ids: Vec<&str> = chunk
-                .iter()
-                .filter_map(|a| a.legacy_customer_id.as_deref())
-                .collect();
-            let records: HashSet<String> = legacy_customer::Entity::find()
-                .filter(legacy_customer::Column::LegacyCustomerId.is_in(customer_ids))
-                .select_only()
-                .column(legacy_customer::Column::LegacyCustomerId)
-                .into_tuple::<String>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .collect();
             let mut links = Vec::new();
             let mut owned = Vec::new();
             for (i, application) in chunk.iter().enumerate() {
@@ -418,41 +412,12 @@ async fn record_by_pin(
         })
 }
 
-/// Where a batch of new PINs must be unused.
-enum PinTable {
-    Accounts,
-    Customers,
-}
-
-/// Refuses a batch of new PIN hashes that repeat one another or one in use. With 45-bit PINs
-/// this happens about once in tens of millions of imports; the run then fails whole and can be
-/// run again.
-async fn require_unused(
-    txn: &DatabaseTransaction,
-    hashes: &[String],
-    table: PinTable,
-) -> Result<()> {
-    if hashes.is_empty() {
-        return Ok(());
-    }
-    let distinct: HashSet<&String> = hashes.iter().collect();
-    let taken = match table {
-        PinTable::Accounts => {
-            contractor::Entity::find()
-                .filter(contractor::Column::PinHash.is_in(hashes.iter().map(String::as_str)))
-                .count(txn)
-                .await?
-        }
-        PinTable::Customers => {
-            legacy_customer::Entity::find()
-                .filter(legacy_customer::Column::PinHash.is_in(hashes.iter().map(String::as_str)))
-                .count(txn)
-                .await?
-        }
-    };
-    if distinct.len() < hashes.len() || taken > 0 {
+/// Refuses a new PIN hash that is in use, and takes it. With 45-bit PINs this happens about
+/// once in tens of millions of imports; the run then fails whole and can be run again.
+fn require_unused(in_use: &mut HashSet<String>, hash: &str) -> Result<()> {
+    if !in_use.insert(hash.to_owned()) {
         return Err(Error::Internal(
-            "two PINs of the import came out the same; run it again".into(),
+            "a new PIN of the import came out equal to one in use; run it again".into(),
         ));
     }
     Ok(())
