@@ -15,8 +15,9 @@ use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
 use mandate::pb::{
-    AssociateByPinRequest, CheckPermissionRequest, Contact, MailingAddress, Permission,
-    RegisterContractorRequest, RegisterCustomerRequest, SetPermissionsRequest,
+    AssociateByPinRequest, CheckPermissionRequest, Contact, MailingAddress,
+    MergeContractorsRequest, Permission, RegisterContractorRequest, RegisterCustomerRequest,
+    SetPermissionsRequest,
 };
 use mandate_domain::pin::Pin;
 use tonic::Request;
@@ -47,6 +48,10 @@ struct Args {
     /// Wrong PINs a second across all guessers; 0 for as fast as they can.
     #[arg(long, default_value_t = 0)]
     guess_rate: u32,
+    /// Also time MergeContractors (the key needs the staff scope) of two accounts with this
+    /// many associates each, half of them on both; 0 to skip.
+    #[arg(long, default_value_t = 0)]
+    merge_associates: usize,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -155,6 +160,10 @@ async fn main() -> Result<(), Failure> {
     .await?;
 
     let guesses = guessing.stop().await?;
+    let mut merges = Vec::new();
+    for round in 0..MERGE_ROUNDS.min(args.merge_associates) {
+        merges.push(time_merge(&channel, &format!("{run}-{round}"), args.merge_associates).await?);
+    }
     println!(
         "target {} — {} timed calls per RPC, one at a time",
         args.target, args.iterations
@@ -165,6 +174,18 @@ async fn main() -> Result<(), Failure> {
     );
     report("CheckPermission", check_latencies);
     report("SetPermissions", set_latencies);
+    if !merges.is_empty() {
+        let ms: Vec<String> = merges
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+            .collect();
+        println!(
+            "MergeContractors of two accounts with {} associates each ({} on both): {} ms",
+            args.merge_associates,
+            args.merge_associates / 2,
+            ms.join(", ")
+        );
+    }
     if let Some((count, elapsed)) = guesses {
         println!(
             "meanwhile {} clients entered {count} wrong PINs, {:.0} a second, each refused \
@@ -174,6 +195,100 @@ async fn main() -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// How many merges `--merge-associates` times.
+const MERGE_ROUNDS: usize = 3;
+
+/// Builds two accounts with `associates` associates each, half of them on both and every
+/// tenth holding Pay, then times merging one into the other.
+async fn time_merge(
+    channel: &InterceptedService<Channel, WithKey>,
+    run: &str,
+    associates: usize,
+) -> Result<Duration, Failure> {
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut contractors = ContractorServiceClient::new(channel.clone());
+    let mut permissions = PermissionServiceClient::new(channel.clone());
+    let mut customers = Vec::new();
+    for n in 0..associates * 3 / 2 + 1 {
+        let customer = identity
+            .register_customer(RegisterCustomerRequest {
+                external_subject: format!("bench-merge|{run}|{n}"),
+                display_name: format!("Merge {n}"),
+                email: format!("merge-{n}@bench.example.ca"),
+            })
+            .await?
+            .into_inner()
+            .customer
+            .ok_or("no customer in the response")?
+            .customer_id;
+        customers.push(customer);
+    }
+    let manager = customers[0].clone();
+    let mut accounts = Vec::new();
+    for (side, range) in [
+        (0, 1..=associates),
+        (1, associates / 2 + 1..=associates * 3 / 2),
+    ] {
+        let registered = contractors
+            .register_contractor(acting(
+                &manager,
+                RegisterContractorRequest {
+                    business_name: format!("Merge Bench {run} {side}"),
+                    contact: Some(Contact {
+                        name: "Bench Manager".into(),
+                        phone: "613-555-0100".into(),
+                        email: "manager@bench.example.ca".into(),
+                    }),
+                    mailing_address: Some(MailingAddress {
+                        street: "110 Laurier Ave W".into(),
+                        city: "Ottawa".into(),
+                        province: "ON".into(),
+                        postal_code: "K1P 1J1".into(),
+                        country: "CA".into(),
+                    }),
+                },
+            )?)
+            .await?
+            .into_inner();
+        let contractor_id = registered
+            .contractor
+            .ok_or("no contractor in the response")?
+            .contractor_id;
+        for n in range {
+            contractors
+                .associate_by_pin(acting(
+                    &customers[n],
+                    AssociateByPinRequest {
+                        pin: registered.pin.clone(),
+                    },
+                )?)
+                .await?;
+            if n % 10 == 0 {
+                permissions
+                    .set_permissions(acting(
+                        &manager,
+                        SetPermissionsRequest {
+                            contractor_id: contractor_id.clone(),
+                            customer_id: customers[n].clone(),
+                            permissions: vec![Permission::Pay as i32],
+                            expire_time: None,
+                        },
+                    )?)
+                    .await?;
+            }
+        }
+        accounts.push(contractor_id);
+    }
+    let started = Instant::now();
+    contractors
+        .merge_contractors(MergeContractorsRequest {
+            survivor_contractor_id: accounts[0].clone(),
+            absorbed_contractor_ids: vec![accounts[1].clone()],
+        })
+        .await?;
+    Ok(started.elapsed())
 }
 
 /// Clients entering wrong PINs until stopped.
