@@ -16,9 +16,6 @@ pub enum ApiError {
     /// A failure inside this process, with its detail for the log only.
     #[error("{0}")]
     Internal(String),
-    /// The RPC exists in the contract but a later issue implements it.
-    #[error("{0}")]
-    Unimplemented(String),
     /// The caller holds as much of a bounded resource as it may.
     #[error("{0}")]
     Exhausted(String),
@@ -58,7 +55,6 @@ impl From<ApiError> for Status {
             ) => internal(&err.to_string()),
             ApiError::Internal(detail) => internal(&detail),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
-            ApiError::Unimplemented(message) => Status::unimplemented(message),
             ApiError::Exhausted(message) => Status::resource_exhausted(message),
         }
     }
