@@ -45,6 +45,7 @@ pub fn contractor(c: Contractor) -> pb::Contractor {
         create_time: Some(timestamp(c.create_time)),
         update_time: Some(timestamp(c.update_time)),
         merged_into_contractor_id: c.merged_into.unwrap_or_default(),
+        legacy_contractor_id: c.legacy_contractor_id.unwrap_or_default(),
     }
 }
 

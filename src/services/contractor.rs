@@ -325,38 +325,7 @@ impl ContractorService for ContractorApi {
         reply(
             async {
                 let body = request.get_ref();
-                let name = body.business_name.trim();
-                let email = body.email.trim();
-                let query = match (name.is_empty(), email.is_empty()) {
-                    (false, true) if name.chars().count() < 2 => {
-                        return Err(
-                            Rule::invalid("business_name", "give at least 2 characters").into()
-                        );
-                    }
-                    (false, true) if name.chars().count() > MAX_SEARCH_LEN => {
-                        return Err(Rule::invalid(
-                            "business_name",
-                            format!("must be at most {MAX_SEARCH_LEN} characters"),
-                        )
-                        .into());
-                    }
-                    (false, true) => ContractorQuery::BusinessName(name),
-                    (true, false) if email.chars().count() > MAX_SEARCH_LEN => {
-                        return Err(Rule::invalid(
-                            "email",
-                            format!("must be at most {MAX_SEARCH_LEN} characters"),
-                        )
-                        .into());
-                    }
-                    (true, false) => ContractorQuery::Email(email),
-                    _ => {
-                        return Err(Rule::invalid(
-                            "business_name",
-                            "give exactly one of business_name and email",
-                        )
-                        .into());
-                    }
-                };
+                let query = parse_search(body)?;
                 let page = PageRequest::parse(body.page_size, &body.page_token)?;
                 let page = self.0.store.search_contractors(query, &page).await?;
                 Ok(SearchContractorsResponse {
@@ -453,4 +422,40 @@ fn both<A, B>(
         (Ok(a), Ok(b)) => Ok((a, b)),
         (a, b) => Err(Rule::all_invalid([a.err(), b.err()].into_iter().flatten()).into()),
     }
+}
+
+/// What a `SearchContractors` request asks for: exactly one criterion, of a sensible length.
+fn parse_search(body: &SearchContractorsRequest) -> Result<ContractorQuery<'_>, ApiError> {
+    let criteria = [
+        ("business_name", body.business_name.trim()),
+        ("email", body.email.trim()),
+        ("legacy_contractor_id", body.legacy_contractor_id.trim()),
+    ];
+    let given: Vec<(&str, &str)> = criteria
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+    let [(field, value)] = given[..] else {
+        return Err(Rule::invalid(
+            "business_name",
+            "give exactly one of business_name, email and legacy_contractor_id",
+        )
+        .into());
+    };
+    let length = value.chars().count();
+    if length > MAX_SEARCH_LEN {
+        return Err(Rule::invalid(
+            field,
+            format!("must be at most {MAX_SEARCH_LEN} characters"),
+        )
+        .into());
+    }
+    Ok(match field {
+        "business_name" if length < 2 => {
+            return Err(Rule::invalid(field, "give at least 2 characters").into());
+        }
+        "business_name" => ContractorQuery::BusinessName(value),
+        "email" => ContractorQuery::Email(value),
+        _ => ContractorQuery::LegacyId(value),
+    })
 }

@@ -162,6 +162,21 @@ async fn the_sample_import_creates_accounts_records_and_links_once(backend: Back
     .await;
     assert!(refused.is_err(), "an existing mail-merge file is refused");
 
+    // Staff find an imported account by the legacy id it came with.
+    let found = app
+        .contractors
+        .search_contractors(mandate::pb::SearchContractorsRequest {
+            legacy_contractor_id: "MAP-C-1003".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a search by legacy id")
+        .into_inner()
+        .contractors;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].business_name, "Bytown Plumbing");
+    assert_eq!(found[0].legacy_contractor_id, "MAP-C-1003");
+
     // The first customer to enter a mailed account PIN manages the account, which holds the
     // contact's applications, the legacy one written in lower case included.
     let claimer = app.customer("marie").await.customer_id;

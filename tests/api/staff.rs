@@ -252,6 +252,7 @@ async fn staff_find_accounts_by_name_or_email(backend: Backend) {
                 email: email.into(),
                 page_size,
                 page_token,
+                legacy_contractor_id: String::new(),
             })
             .await
             .map(tonic::Response::into_inner)

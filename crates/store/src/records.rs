@@ -159,6 +159,8 @@ pub struct Contractor {
     pub details: ContractorDetails,
     /// The surviving account when staff merged this one into it.
     pub merged_into: Option<String>,
+    /// The previous permit system's contact this account was imported from.
+    pub legacy_contractor_id: Option<String>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }
@@ -183,6 +185,7 @@ impl From<contractor::Model> for Contractor {
                 },
             },
             merged_into: m.merged_into,
+            legacy_contractor_id: m.legacy_contractor_id,
             create_time: m.create_time,
             update_time: m.update_time,
         }

@@ -17,6 +17,8 @@ pub enum ContractorQuery<'a> {
     BusinessName(&'a str),
     /// The whole contact email, in any case.
     Email(&'a str),
+    /// The legacy id the account was imported with.
+    LegacyId(&'a str),
 }
 
 impl Store {
@@ -126,6 +128,9 @@ impl Store {
             ContractorQuery::Email(email) => {
                 Expr::expr(Func::lower(Expr::col(contractor::Column::ContactEmail)))
                     .eq(email.to_lowercase())
+            }
+            ContractorQuery::LegacyId(id) => {
+                Expr::col(contractor::Column::LegacyContractorId).eq(id)
             }
         };
         let mut select = contractor::Entity::find()
