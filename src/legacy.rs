@@ -87,6 +87,7 @@ pub async fn import(
     store: &Store,
     vault: &PinVault,
     files: &ImportFiles<'_>,
+    progress: &mut dyn FnMut(&'static str, usize, usize),
 ) -> Result<Summary, ImportError> {
     if files.mail_merge.exists() {
         return Err(ImportError::File(format!(
@@ -142,6 +143,7 @@ pub async fn import(
                 write_mail_merge(&staging, outcome, files.customer_pin_expire_time)
                     .map_err(mandate_store::Error::Internal)
             },
+            progress,
         )
         .await;
     let outcome = match result {

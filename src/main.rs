@@ -1,5 +1,6 @@
 //! `mandate`: the gRPC server (the default), and the operator's commands.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -228,7 +229,18 @@ async fn import_legacy(settings: &Settings, files: &ImportFiles<'_>) -> Result<(
     }
     let store = mandate::startup::open_store(settings).await?;
     let vault = mandate::startup::open_vault(settings, &store).await?;
-    let summary = mandate::legacy::import(&store, &vault, files)
+    // On a terminal, one line that counts the rows done; in a log or a pipe, nothing.
+    let terminal = std::io::stderr().is_terminal();
+    let mut progress = |stage: &str, done: usize, total: usize| {
+        if terminal {
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\r{stage}: {done} of {total} rows ({percent}%)\x1b[K");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let summary = mandate::legacy::import(&store, &vault, files, &mut progress)
         .await
         .map_err(|err| StartupError::Invalid(err.to_string()))?;
     for bad in &summary.bad {

@@ -47,7 +47,8 @@ async fn import(
     let vault = mandate::startup::open_vault(&settings, &app.store)
         .await
         .expect("the PIN keys");
-    mandate::legacy::import(
+    let mut reported: HashMap<&'static str, (usize, usize)> = HashMap::new();
+    let summary = mandate::legacy::import(
         &app.store,
         &vault,
         &ImportFiles {
@@ -58,9 +59,22 @@ async fn import(
             strict,
             customer_pin_expire_time,
         },
+        &mut |stage, done, total| {
+            let before = reported.insert(stage, (done, total));
+            assert!(
+                before.is_none_or(|(earlier, _)| earlier < done),
+                "{stage}: progress goes forward"
+            );
+        },
     )
     .await
-    .expect("an import run")
+    .expect("an import run");
+    if !summary.refused {
+        for (stage, (done, total)) in reported {
+            assert_eq!(done, total, "{stage}: the progress reaches the end");
+        }
+    }
+    summary
 }
 
 async fn import_sample(app: &TestApp, mail_merge: &Path) -> Summary {
@@ -158,6 +172,7 @@ async fn the_sample_import_creates_accounts_records_and_links_once(backend: Back
             strict: false,
             customer_pin_expire_time: Utc::now(),
         },
+        &mut |_, _, _| {},
     )
     .await;
     assert!(refused.is_err(), "an existing mail-merge file is refused");

@@ -78,7 +78,8 @@ impl Store {
     /// accounts and records (by legacy id) keep their PINs. `account_pin` makes an account's PIN
     /// for its contractor id, `customer_pin` a one-time customer PIN and its hash. Before the
     /// commit, `before_commit` sees the outcome (to write the mail-out); an error from it
-    /// leaves everything as it was.
+    /// leaves everything as it was. `progress` hears after each batch what part of which file
+    /// is done (`"accounts"`, `"customers"`, `"applications"`, rows done, rows in all).
     pub async fn import_legacy<P>(
         &self,
         actor: &Actor,
@@ -86,6 +87,7 @@ impl Store {
         mut account_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
         mut customer_pin: impl FnMut() -> Result<(P, String)>,
         before_commit: impl FnOnce(&ImportOutcome<P>) -> Result<()>,
+        progress: &mut dyn FnMut(&'static str, usize, usize),
     ) -> Result<ImportOutcome<P>> {
         let txn = self.begin_write().await?;
         let now = now();
@@ -127,9 +129,11 @@ impl Store {
             .await?
             .into_iter()
             .collect();
+        let (accounts_total, mut accounts_done) = (accounts.len(), 0);
         let mut accounts = accounts.into_iter().peekable();
         while accounts.peek().is_some() {
             let chunk: Vec<LegacyAccount> = accounts.by_ref().take(BATCH).collect();
+            accounts_done += chunk.len();
             let mut rows = Vec::new();
             for account in chunk {
                 if imported_accounts.contains(&account.legacy_contractor_id) {
@@ -153,6 +157,7 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
+            progress("accounts", accounts_done, accounts_total);
         }
 
         // Legacy customer records, each with a one-time customer PIN.
@@ -172,9 +177,11 @@ impl Store {
             .await?
             .into_iter()
             .collect();
+        let (customers_total, mut customers_done) = (customers.len(), 0);
         let mut customers = customers.into_iter().peekable();
         while customers.peek().is_some() {
             let chunk: Vec<LegacyCustomer> = customers.by_ref().take(BATCH).collect();
+            customers_done += chunk.len();
             let mut rows = Vec::new();
             for record in chunk {
                 if imported_records.contains(&record.legacy_customer_id) {
@@ -200,6 +207,7 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
+            progress("customers", customers_done, customers_total);
         }
 
         // Applications, linked to the account of their legacy contact (or the account it was
@@ -294,6 +302,11 @@ impl Store {
             }
             outcome.links_added += added;
             outcome.links_existing += offered - added;
+            progress(
+                "applications",
+                (offset * BATCH + chunk.len()).min(applications.len()),
+                applications.len(),
+            );
         }
 
         let changed = !outcome.accounts.is_empty()
