@@ -411,6 +411,24 @@ async fn a_one_time_customer_pin_links_one_customer_once_before_it_expires(backe
         Code::NotFound,
     );
 
+    // Wrong customer PINs count toward the lockout, as wrong account PINs do.
+    let guesser = app.customer("guesser").await.customer_id;
+    for n in 0..10u64 {
+        let wrong = mandate_domain::pin::Pin::from_random(1_000 + n).expose_formatted();
+        expect_code(
+            app.identity
+                .link_legacy_customer(as_customer(&guesser, link(&wrong)))
+                .await,
+            Code::NotFound,
+        );
+    }
+    expect_code(
+        app.identity
+            .link_legacy_customer(as_customer(&guesser, link(&pins["MAP-P-2002"])))
+            .await,
+        Code::ResourceExhausted,
+    );
+
     // An expired customer PIN links nothing.
     let expired_letters = dir.join("expired.csv");
     let customers = dir.join("late.csv");
