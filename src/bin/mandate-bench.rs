@@ -3,7 +3,10 @@
 //! It registers its own customers and account (unique names, so any database will do), then
 //! times `CheckPermission` and `SetPermissions` one call after another and prints the median,
 //! 99th percentile and maximum of each. With `--guessers N`, N clients keep entering wrong PINs
-//! meanwhile, as a PIN-guessing attack would, and their rate is printed too.
+//! meanwhile, as a PIN-guessing attack would, and their rate is printed too. With
+//! `--connections N --in-flight C`, it also keeps C calls in flight over N connections for
+//! `--duration-secs`, first for the Health check (the empty-RPC floor), then for
+//! CheckPermission, and prints each one's rate, percentiles and ratio to the floor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +55,16 @@ struct Args {
     /// many associates each, half of them on both; 0 to skip.
     #[arg(long, default_value_t = 0)]
     merge_associates: usize,
+    /// Also run each scenario (the Health check as the empty-RPC floor, then CheckPermission)
+    /// over this many connections, with `--in-flight` calls in flight in all; 0 to skip.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
+    /// Calls in flight at once across the connections, for `--connections`.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Seconds each concurrent scenario is measured, after one second of warm-up.
+    #[arg(long, default_value_t = 5)]
+    duration_secs: u64,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -159,6 +172,45 @@ async fn main() -> Result<(), Failure> {
     })
     .await?;
 
+    let mut loads = Vec::new();
+    if args.connections > 0 {
+        let mut pool = Vec::new();
+        for _ in 0..args.connections {
+            pool.push(InterceptedService::new(
+                Channel::from_shared(args.target.clone())?.connect().await?,
+                WithKey(format!("Bearer {}", args.key.trim()).parse()?),
+            ));
+        }
+        let health: Call = Arc::new(|channel: Authed| {
+            Box::pin(async move {
+                tonic_health::pb::health_client::HealthClient::new(channel)
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(|status| status.to_string())
+            })
+        });
+        let check_request = check.clone();
+        let checking: Call = Arc::new(move |channel: Authed| {
+            let request = check_request.clone();
+            Box::pin(async move {
+                let decision = PermissionServiceClient::new(channel)
+                    .check_permission(request)
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                if decision.allowed {
+                    Ok(())
+                } else {
+                    Err("the benchmark's check was denied".to_owned())
+                }
+            })
+        });
+        let duration = Duration::from_secs(args.duration_secs);
+        for (name, call) in [("Health (empty)", health), ("CheckPermission", checking)] {
+            loads.push((name, load(&pool, args.in_flight, duration, call).await?));
+        }
+    }
     let guesses = guessing.stop().await?;
     let mut merges = Vec::new();
     for round in 0..MERGE_ROUNDS.min(args.merge_associates) {
@@ -174,6 +226,29 @@ async fn main() -> Result<(), Failure> {
     );
     report("CheckPermission", check_latencies);
     report("SetPermissions", set_latencies);
+    if let Some((_, floor)) = loads.first() {
+        let floor = floor.rate();
+        println!(
+            "\n{} connections, {} in flight, {} s each (after 1 s of warm-up), same client:",
+            args.connections, args.in_flight, args.duration_secs
+        );
+        println!(
+            "{:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "scenario", "calls/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "ratio"
+        );
+        for (name, measured) in &loads {
+            let ms = |q| measured.quantile(q).as_secs_f64() * 1000.0;
+            println!(
+                "{name:<16} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8.2}",
+                measured.rate(),
+                ms(0.50),
+                ms(0.90),
+                ms(0.99),
+                ms(0.999),
+                measured.rate() / floor.max(f64::EPSILON)
+            );
+        }
+    }
     if !merges.is_empty() {
         let ms: Vec<String> = merges
             .iter()
@@ -195,6 +270,69 @@ async fn main() -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// One call of a concurrent scenario on a connection; an error (or a wrong answer) ends the run.
+type Call = Arc<
+    dyn Fn(Authed) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What a concurrent scenario measured.
+struct Measured {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// Keeps `in_flight` calls going over the connections of `pool` (spread evenly) for one second
+/// of warm-up, then for `duration`, timed; every call must succeed.
+async fn load(
+    pool: &[Authed],
+    in_flight: usize,
+    duration: Duration,
+    call: Call,
+) -> Result<Measured, Failure> {
+    let warm = Instant::now() + Duration::from_secs(1);
+    let end = warm + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..in_flight.max(1) {
+        let channel = pool[n % pool.len()].clone();
+        let call = call.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let start = Instant::now();
+                if start >= end {
+                    return Ok::<_, String>(latencies);
+                }
+                call(channel.clone()).await?;
+                if start >= warm {
+                    latencies.push(start.elapsed());
+                }
+            }
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    latencies.sort();
+    Ok(Measured {
+        latencies,
+        elapsed: duration,
+    })
 }
 
 /// How many merges `--merge-associates` times.
