@@ -6,7 +6,8 @@
 //! meanwhile, as a PIN-guessing attack would, and their rate is printed too. With
 //! `--connections N --in-flight C`, it also keeps C calls in flight over N connections for
 //! `--duration-secs`, first for the Health check (the empty-RPC floor), then for
-//! CheckPermission, and prints each one's rate, percentiles and ratio to the floor.
+//! CheckPermission and for CheckPermissions of 100 checks, and prints each one's rate,
+//! percentiles and ratio to the floor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +19,9 @@ use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
 use mandate::pb::{
-    AssociateByPinRequest, CheckPermissionRequest, Contact, MailingAddress,
-    MergeContractorsRequest, Permission, RegisterContractorRequest, RegisterCustomerRequest,
-    SetPermissionsRequest,
+    AssociateByPinRequest, CheckPermissionRequest, CheckPermissionsRequest, Contact,
+    MailingAddress, MergeContractorsRequest, Permission, RegisterContractorRequest,
+    RegisterCustomerRequest, SetPermissionsRequest, check_permissions_result,
 };
 use mandate_domain::pin::Pin;
 use tonic::Request;
@@ -206,8 +207,37 @@ async fn main() -> Result<(), Failure> {
                 }
             })
         });
+        let batch_request = CheckPermissionsRequest {
+            items: vec![check.clone(); BATCH_ITEMS],
+        };
+        let batching: Call = Arc::new(move |channel: Authed| {
+            let request = batch_request.clone();
+            Box::pin(async move {
+                let results = PermissionServiceClient::new(channel)
+                    .check_permissions(request)
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner()
+                    .results;
+                let allowed = results
+                    .iter()
+                    .filter(|r| {
+                        matches!(&r.outcome, Some(check_permissions_result::Outcome::Decision(d)) if d.allowed)
+                    })
+                    .count();
+                if allowed == BATCH_ITEMS {
+                    Ok(())
+                } else {
+                    Err(format!("{allowed} of {BATCH_ITEMS} batch checks allowed"))
+                }
+            })
+        });
         let duration = Duration::from_secs(args.duration_secs);
-        for (name, call) in [("Health (empty)", health), ("CheckPermission", checking)] {
+        for (name, call) in [
+            ("Health (empty)", health),
+            ("CheckPermission", checking),
+            ("CheckPermissions", batching),
+        ] {
             loads.push((name, load(&pool, args.in_flight, duration, call).await?));
         }
     }
@@ -278,6 +308,9 @@ type Call = Arc<
         + Send
         + Sync,
 >;
+
+/// Checks in each `CheckPermissions` call of the concurrent scenarios.
+const BATCH_ITEMS: usize = 100;
 
 /// What a concurrent scenario measured.
 struct Measured {

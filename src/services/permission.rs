@@ -5,7 +5,8 @@ use mandate_domain::Error as Rule;
 use mandate_domain::application::parse_application_id;
 use mandate_domain::membership::Grant;
 use mandate_domain::paging::{PageRequest, parse_id};
-use mandate_store::{ApplicationCursor, CheckTarget, Error as StoreError};
+use mandate_domain::permission::Permission;
+use mandate_store::{ApplicationCursor, CheckOutcome, CheckTarget, Error as StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,72 +42,62 @@ type ChangeStream = Pin<Box<dyn Stream<Item = Result<WatchChangesResponse, Statu
 
 impl PermissionApi {
     async fn check(&self, item: &CheckPermissionRequest) -> ApiResult<CheckPermissionResponse> {
-        let customer_id = parse_id("customer_id", &item.customer_id);
-        let permission = convert::parse_permission("permission", item.permission);
-        let contractor_id = match item.contractor_id.trim() {
-            "" => Ok(None),
-            id => parse_id("contractor_id", id).map(Some),
-        };
-        let application_id = match item.application_id.trim() {
-            "" => Ok(None),
-            id => parse_application_id("application_id", id).map(Some),
-        };
-        let target =
-            if item.contractor_id.trim().is_empty() && item.application_id.trim().is_empty() {
-                Err(Rule::invalid(
-                    "contractor_id",
-                    "a check names a contractor_id, an application_id, or both",
-                ))
-            } else {
-                Ok(())
-            };
-        let at_least = if item.at_least_revision < 0 {
-            Err(Rule::invalid("at_least_revision", "must not be negative"))
-        } else {
-            Ok(item.at_least_revision)
-        };
-        let (customer_id, permission, contractor_id, application_id, at_least) = match (
-            customer_id,
-            permission,
-            contractor_id,
-            application_id,
-            at_least,
-            target,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(())) => (a, b, c, d, e),
-            (a, b, c, d, e, f) => {
-                let errors = [a.err(), b.err(), c.err(), d.err(), e.err(), f.err()];
-                return Err(Rule::all_invalid(errors.into_iter().flatten()).into());
-            }
-        };
+        let parsed = parse_check(item)?;
         let outcome = self
             .0
             .store
             .check(
-                &customer_id,
-                permission,
+                &parsed.customer_id,
+                parsed.permission,
                 CheckTarget {
-                    contractor_id: contractor_id.as_deref(),
-                    application_id: application_id.as_deref(),
+                    contractor_id: parsed.contractor_id.as_deref(),
+                    application_id: parsed.application_id.as_deref(),
                 },
             )
             .await?;
-        if at_least > outcome.revision {
-            return Err(Rule::invalid(
-                "at_least_revision",
-                format!(
-                    "is ahead of the latest revision, {}: pass a revision Mandate returned",
-                    outcome.revision
-                ),
-            )
-            .into());
+        answer(&parsed, outcome)
+    }
+
+    /// A batch's answers, in order: the checks that name only an account are decided together,
+    /// in a few statements; the others one by one. What is wrong with one item is that item's
+    /// answer; a database that cannot answer fails the batch, so that callers retry.
+    async fn check_batch(&self, items: &[CheckPermissionRequest]) -> ApiResult<Vec<Outcome>> {
+        let parsed: Vec<ApiResult<ParsedCheck>> = items.iter().map(parse_check).collect();
+        let on_accounts: Vec<(usize, &ParsedCheck)> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i, p)))
+            .filter(|(_, p)| p.application_id.is_none())
+            .collect();
+        let mut decided: Vec<Option<ApiResult<CheckPermissionResponse>>> =
+            items.iter().map(|_| None).collect();
+        let together: Vec<(&str, Permission, &str)> = on_accounts
+            .iter()
+            .filter_map(|(_, p)| {
+                let contractor = p.contractor_id.as_deref()?;
+                Some((p.customer_id.as_str(), p.permission, contractor))
+            })
+            .collect();
+        let outcomes = self.0.store.check_accounts(&together).await?;
+        for ((i, p), outcome) in on_accounts.iter().zip(outcomes) {
+            decided[*i] = Some(outcome.map_err(ApiError::from).and_then(|o| answer(p, o)));
         }
-        Ok(CheckPermissionResponse {
-            allowed: outcome.reason.allows(),
-            reason: convert::reason(outcome.reason) as i32,
-            revision: outcome.revision,
-            contractor_id: outcome.contractor_id.unwrap_or_default(),
-        })
+        let mut answers = Vec::with_capacity(items.len());
+        for ((item, parsed), decided) in items.iter().zip(parsed).zip(decided) {
+            let result = match (decided, parsed) {
+                (Some(result), _) => result,
+                (None, Err(err)) => Err(err),
+                (None, Ok(_)) => self.check(item).await,
+            };
+            answers.push(match result {
+                Ok(decision) => Outcome::Decision(decision),
+                Err(ApiError::Store(StoreError::Domain(rule))) => {
+                    Outcome::Error(check_error(rule.into()))
+                }
+                Err(other) => return Err(other),
+            });
+        }
+        Ok(answers)
     }
 
     /// Links or unlinks an application and an account, for `LinkApplication` and
@@ -251,22 +242,14 @@ impl PermissionService for PermissionApi {
                     )
                     .into());
                 }
-                let mut results = Vec::with_capacity(items.len());
-                for item in items {
-                    let outcome = match self.check(item).await {
-                        Ok(decision) => Outcome::Decision(decision),
-                        // What is wrong with one item is that item's answer...
-                        Err(ApiError::Store(StoreError::Domain(rule))) => {
-                            Outcome::Error(check_error(rule.into()))
-                        }
-                        // ...but a database that cannot answer fails the batch, so that
-                        // callers see UNAVAILABLE and retry.
-                        Err(other) => return Err(other),
-                    };
-                    results.push(CheckPermissionsResult {
+                let results = self
+                    .check_batch(items)
+                    .await?
+                    .into_iter()
+                    .map(|outcome| CheckPermissionsResult {
                         outcome: Some(outcome),
-                    });
-                }
+                    })
+                    .collect();
                 Ok(CheckPermissionsResponse { results })
             }
             .await,
@@ -440,4 +423,87 @@ async fn feed(
             }
         }
     }
+}
+
+/// A check whose fields are valid.
+struct ParsedCheck {
+    customer_id: String,
+    permission: Permission,
+    contractor_id: Option<String>,
+    application_id: Option<String>,
+    at_least: i64,
+}
+
+/// Checks every field of a check, naming each bad one.
+fn parse_check(item: &CheckPermissionRequest) -> ApiResult<ParsedCheck> {
+    let customer_id = parse_id("customer_id", &item.customer_id);
+    let permission = convert::parse_permission("permission", item.permission);
+    let contractor_id = match item.contractor_id.trim() {
+        "" => Ok(None),
+        id => parse_id("contractor_id", id).map(Some),
+    };
+    let application_id = match item.application_id.trim() {
+        "" => Ok(None),
+        id => parse_application_id("application_id", id).map(Some),
+    };
+    let target = if item.contractor_id.trim().is_empty() && item.application_id.trim().is_empty() {
+        Err(Rule::invalid(
+            "contractor_id",
+            "a check names a contractor_id, an application_id, or both",
+        ))
+    } else {
+        Ok(())
+    };
+    let at_least = if item.at_least_revision < 0 {
+        Err(Rule::invalid("at_least_revision", "must not be negative"))
+    } else {
+        Ok(item.at_least_revision)
+    };
+    match (
+        customer_id,
+        permission,
+        contractor_id,
+        application_id,
+        at_least,
+        target,
+    ) {
+        (
+            Ok(customer_id),
+            Ok(permission),
+            Ok(contractor_id),
+            Ok(application_id),
+            Ok(at_least),
+            Ok(()),
+        ) => Ok(ParsedCheck {
+            customer_id,
+            permission,
+            contractor_id,
+            application_id,
+            at_least,
+        }),
+        (a, b, c, d, e, f) => {
+            let errors = [a.err(), b.err(), c.err(), d.err(), e.err(), f.err()];
+            Err(Rule::all_invalid(errors.into_iter().flatten()).into())
+        }
+    }
+}
+
+/// A check's answer from its outcome; refused when the caller asked for a revision not reached.
+fn answer(parsed: &ParsedCheck, outcome: CheckOutcome) -> ApiResult<CheckPermissionResponse> {
+    if parsed.at_least > outcome.revision {
+        return Err(Rule::invalid(
+            "at_least_revision",
+            format!(
+                "is ahead of the latest revision, {}: pass a revision Mandate returned",
+                outcome.revision
+            ),
+        )
+        .into());
+    }
+    Ok(CheckPermissionResponse {
+        allowed: outcome.reason.allows(),
+        reason: convert::reason(outcome.reason) as i32,
+        revision: outcome.revision,
+        contractor_id: outcome.contractor_id.unwrap_or_default(),
+    })
 }

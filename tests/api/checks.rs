@@ -24,6 +24,7 @@ on_both_backends!(
     linking_and_unlinking_are_idempotent,
     linking_to_an_unknown_account_or_a_bad_number_is_refused,
     accessible_applications_follow_the_permissions_page_by_page,
+    a_batch_answers_every_item_as_a_single_check_would,
 );
 
 const PERMIT: &str = "24-123456 BLD";
@@ -377,4 +378,110 @@ async fn accessible_applications_follow_the_permissions_page_by_page(backend: Ba
     // A token with a NUL byte in its application part is no token this list returned.
     let forged = format!("{contractor}.2400");
     expect_invalid(list(&mut app, forged).await, &["page_token"]);
+}
+
+/// A batch decides the checks that name only an account together; every item must still get
+/// exactly the answer `CheckPermission` gives it alone: allowed, denied, expired, through
+/// Manage, through a merged account, unknown customer or account, by application, and bad.
+async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _pin) = app.story().await;
+    app.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let other = app
+        .contractor(&manager)
+        .await
+        .contractor
+        .unwrap()
+        .contractor_id;
+    let expiring = app.customer("expiring").await.customer_id;
+    let registered = app.contractor(&expiring).await;
+    let lapsed = registered.contractor.unwrap().contractor_id;
+    app.associate(&associate, &registered.pin).await;
+    app.permissions
+        .set_permissions(as_customer(
+            &expiring,
+            mandate::pb::SetPermissionsRequest {
+                contractor_id: lapsed.clone(),
+                customer_id: associate.clone(),
+                permissions: crate::helpers::permissions(&[Pay]),
+                expire_time: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() + 1,
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    link(&mut app, PERMIT, &contractor).await;
+    app.contractors
+        .merge_contractors(mandate::pb::MergeContractorsRequest {
+            survivor_contractor_id: contractor.clone(),
+            absorbed_contractor_ids: vec![other.clone()],
+        })
+        .await
+        .unwrap();
+    let unknown = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
+    let item =
+        |customer: &str, permission: mandate::pb::Permission, account: &str, permit: &str| {
+            CheckPermissionRequest {
+                customer_id: customer.to_owned(),
+                permission: permission as i32,
+                contractor_id: account.to_owned(),
+                application_id: permit.to_owned(),
+                at_least_revision: 0,
+            }
+        };
+    let mut items = Vec::new();
+    for customer in [manager.as_str(), associate.as_str(), unknown] {
+        for account in [
+            contractor.as_str(),
+            other.as_str(),
+            lapsed.as_str(),
+            unknown,
+        ] {
+            for permission in [Pay, Inspections] {
+                items.push(item(customer, permission, account, ""));
+            }
+        }
+        items.push(item(customer, Pay, "", PERMIT));
+        items.push(item(customer, Pay, &contractor, PERMIT));
+    }
+    items.push(item(&associate, Unspecified, &contractor, ""));
+    items.push(CheckPermissionRequest {
+        at_least_revision: i64::MAX,
+        ..item(&associate, Pay, &contractor, "")
+    });
+    // A grant cannot be given an end in the past: let this one's end pass.
+    let lapse = std::time::Instant::now() + std::time::Duration::from_millis(1100);
+    tokio::time::sleep_until(lapse.into()).await;
+    let batch = app
+        .permissions
+        .check_permissions(CheckPermissionsRequest {
+            items: items.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(batch.len(), items.len());
+    for (item, result) in items.into_iter().zip(batch) {
+        let alone = app.permissions.check_permission(item.clone()).await;
+        match (result.outcome.unwrap(), alone) {
+            (Outcome::Decision(together), Ok(alone)) => {
+                assert_eq!(together.allowed, alone.get_ref().allowed, "{item:?}");
+                assert_eq!(together.reason, alone.get_ref().reason, "{item:?}");
+                assert_eq!(
+                    together.contractor_id,
+                    alone.get_ref().contractor_id,
+                    "{item:?}"
+                );
+            }
+            (Outcome::Error(together), Err(alone)) => {
+                assert_eq!(together.code, alone.code() as i32, "{item:?}: {alone:?}");
+            }
+            (together, alone) => panic!("{item:?}: batch {together:?}, alone {alone:?}"),
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Applications linked to accounts, and the checks other city systems ask for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use mandate_domain::Error as Rule;
@@ -17,7 +17,8 @@ use sea_orm::{
 
 use crate::contractors::{find_contractor, stored_permissions};
 use crate::entity::{
-    application_link as link, legacy_application, legacy_customer, membership as member,
+    application_link as link, contractor, customer, legacy_application, legacy_customer,
+    membership as member,
 };
 use crate::{
     AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
@@ -303,6 +304,91 @@ impl Store {
             },
             revision,
         })
+    }
+}
+
+impl Store {
+    /// Decides many checks that each name an account (and no application) with a few
+    /// statements for all of them, instead of one round trip each: the revision first, then the
+    /// customers, the accounts (following merges) and the memberships, so every decision
+    /// reflects at least that revision. Each check's outcome, or why it cannot be decided
+    /// (an unknown customer or account), in the order given.
+    pub async fn check_accounts(
+        &self,
+        checks: &[(&str, Permission, &str)],
+    ) -> Result<Vec<Result<CheckOutcome>>> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revision: i64 = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT value FROM revision_counter WHERE id = 1",
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?
+            .try_get_by_index(0)?;
+        let customers: Vec<&str> = checks.iter().map(|(customer, _, _)| *customer).collect();
+        let known_customers: HashSet<String> = customer::Entity::find()
+            .filter(customer::Column::CustomerId.is_in(customers.iter().copied()))
+            .select_only()
+            .column(customer::Column::CustomerId)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        // Each account named, and the account that decides for it (its survivor when merged).
+        let deciding: HashMap<String, String> = contractor::Entity::find()
+            .filter(
+                contractor::Column::ContractorId
+                    .is_in(checks.iter().map(|(_, _, contractor)| *contractor)),
+            )
+            .select_only()
+            .column(contractor::Column::ContractorId)
+            .column(contractor::Column::MergedInto)
+            .into_tuple::<(String, Option<String>)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|(id, merged)| {
+                let decider = merged.unwrap_or_else(|| id.clone());
+                (id, decider)
+            })
+            .collect();
+        let grants: HashMap<(String, String), Grant> = member::Entity::find()
+            .filter(member::Column::ContractorId.is_in(deciding.values().map(String::as_str)))
+            .filter(member::Column::CustomerId.is_in(customers.iter().copied()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| {
+                let grant = Grant {
+                    permissions: stored_permissions(m.permissions),
+                    expire_time: m.expire_time,
+                };
+                ((m.contractor_id, m.customer_id), grant)
+            })
+            .collect();
+        let now = now();
+        Ok(checks
+            .iter()
+            .map(|&(customer_id, permission, contractor_id)| {
+                if !known_customers.contains(customer_id) {
+                    return Err(Rule::not_found("customer", customer_id).into());
+                }
+                let decider = deciding
+                    .get(contractor_id)
+                    .ok_or_else(|| Error::from(Rule::not_found("contractor", contractor_id)))?;
+                let grant = grants.get(&(decider.clone(), customer_id.to_owned()));
+                Ok(CheckOutcome {
+                    reason: decision::decide(permission, grant, now),
+                    contractor_id: Some(decider.clone()),
+                    revision,
+                })
+            })
+            .collect())
     }
 }
 
