@@ -109,17 +109,21 @@ impl Store {
             rejected: Vec::new(),
             revision: None,
         };
-        // What earlier runs imported, and the PINs in use, read once: per-batch lookups in a table
-        // that grows within the transaction would be planned on stale statistics.
-        let imported_accounts: HashSet<String> = contractor::Entity::find()
+        // What earlier runs imported, and the PINs in use, read once and kept up to date as this
+        // run adds rows: per-batch lookups in a table that grows within the transaction would be
+        // planned on stale statistics. Each imported contact maps to the account that stands for
+        // it: its own, or the one it was merged into.
+        let mut accounts_by_legacy: HashMap<String, String> = contractor::Entity::find()
             .filter(contractor::Column::LegacyContractorId.is_not_null())
             .select_only()
             .column(contractor::Column::LegacyContractorId)
-            .into_tuple::<Option<String>>()
+            .column(contractor::Column::ContractorId)
+            .column(contractor::Column::MergedInto)
+            .into_tuple::<(Option<String>, String, Option<String>)>()
             .all(&txn)
             .await?
             .into_iter()
-            .flatten()
+            .filter_map(|(legacy, id, merged)| legacy.map(|legacy| (legacy, merged.unwrap_or(id))))
             .collect();
         let mut pins_in_use: HashSet<String> = contractor::Entity::find()
             .select_only()
@@ -136,7 +140,7 @@ impl Store {
             accounts_done += chunk.len();
             let mut rows = Vec::new();
             for account in chunk {
-                if imported_accounts.contains(&account.legacy_contractor_id) {
+                if accounts_by_legacy.contains_key(&account.legacy_contractor_id) {
                     outcome.accounts_existing += 1;
                     continue;
                 }
@@ -150,6 +154,8 @@ impl Store {
                     Some(account.legacy_contractor_id.clone()),
                     now,
                 )));
+                accounts_by_legacy
+                    .insert(account.legacy_contractor_id.clone(), contractor_id.clone());
                 outcome.accounts.push((account, contractor_id, pin));
             }
             if !rows.is_empty() {
@@ -161,7 +167,7 @@ impl Store {
         }
 
         // Legacy customer records, each with a one-time customer PIN.
-        let imported_records: HashSet<String> = legacy_customer::Entity::find()
+        let mut records: HashSet<String> = legacy_customer::Entity::find()
             .select_only()
             .column(legacy_customer::Column::LegacyCustomerId)
             .into_tuple::<String>()
@@ -184,7 +190,7 @@ impl Store {
             customers_done += chunk.len();
             let mut rows = Vec::new();
             for record in chunk {
-                if imported_records.contains(&record.legacy_customer_id) {
+                if records.contains(&record.legacy_customer_id) {
                     outcome.customers_existing += 1;
                     continue;
                 }
@@ -200,6 +206,7 @@ impl Store {
                     link_time: None,
                     import_time: now,
                 }));
+                records.insert(record.legacy_customer_id.clone());
                 outcome.customers.push((record, pin));
             }
             if !rows.is_empty() {
@@ -212,32 +219,12 @@ impl Store {
 
         // Applications, linked to the account of their legacy contact (or the account it was
         // merged into) and to their legacy customer record.
-        let accounts: HashMap<String, String> = contractor::Entity::find()
-            .filter(contractor::Column::LegacyContractorId.is_not_null())
-            .select_only()
-            .column(contractor::Column::LegacyContractorId)
-            .column(contractor::Column::ContractorId)
-            .column(contractor::Column::MergedInto)
-            .into_tuple::<(Option<String>, String, Option<String>)>()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .filter_map(|(legacy, id, merged)| legacy.map(|legacy| (legacy, merged.unwrap_or(id))))
-            .collect();
-        let records: HashSet<String> = legacy_customer::Entity::find()
-            .select_only()
-            .column(legacy_customer::Column::LegacyCustomerId)
-            .into_tuple::<String>()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .collect();
         for (offset, chunk) in applications.chunks(BATCH).enumerate() {
             let mut links = Vec::new();
             let mut owned = Vec::new();
             for (i, application) in chunk.iter().enumerate() {
                 let account = match &application.legacy_contractor_id {
-                    Some(legacy) => match accounts.get(legacy) {
+                    Some(legacy) => match accounts_by_legacy.get(legacy) {
                         Some(account) => Some(account.clone()),
                         None => {
                             outcome.rejected.push((
