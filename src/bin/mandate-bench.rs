@@ -103,21 +103,7 @@ async fn main() -> Result<(), Failure> {
     let registered = contractors
         .register_contractor(acting(
             &manager,
-            RegisterContractorRequest {
-                business_name: "Bench Builders Inc.".into(),
-                contact: Some(Contact {
-                    name: "Bench Manager".into(),
-                    phone: "613-555-0100".into(),
-                    email: "manager@bench.example.ca".into(),
-                }),
-                mailing_address: Some(MailingAddress {
-                    street: "110 Laurier Ave W".into(),
-                    city: "Ottawa".into(),
-                    province: "ON".into(),
-                    postal_code: "K1P 1J1".into(),
-                    country: "CA".into(),
-                }),
-            },
+            bench_account("Bench Builders Inc.".into()),
         )?)
         .await?
         .into_inner();
@@ -368,6 +354,25 @@ async fn load(
     })
 }
 
+/// A registration of a benchmark account named `business_name`.
+fn bench_account(business_name: String) -> RegisterContractorRequest {
+    RegisterContractorRequest {
+        business_name,
+        contact: Some(Contact {
+            name: "Bench Manager".into(),
+            phone: "613-555-0100".into(),
+            email: "manager@bench.example.ca".into(),
+        }),
+        mailing_address: Some(MailingAddress {
+            street: "110 Laurier Ave W".into(),
+            city: "Ottawa".into(),
+            province: "ON".into(),
+            postal_code: "K1P 1J1".into(),
+            country: "CA".into(),
+        }),
+    }
+}
+
 /// How many merges `--merge-associates` times.
 const MERGE_ROUNDS: usize = 3;
 
@@ -405,21 +410,7 @@ async fn time_merge(
         let registered = contractors
             .register_contractor(acting(
                 &manager,
-                RegisterContractorRequest {
-                    business_name: format!("Merge Bench {run} {side}"),
-                    contact: Some(Contact {
-                        name: "Bench Manager".into(),
-                        phone: "613-555-0100".into(),
-                        email: "manager@bench.example.ca".into(),
-                    }),
-                    mailing_address: Some(MailingAddress {
-                        street: "110 Laurier Ave W".into(),
-                        city: "Ottawa".into(),
-                        province: "ON".into(),
-                        postal_code: "K1P 1J1".into(),
-                        country: "CA".into(),
-                    }),
-                },
+                bench_account(format!("Merge Bench {run} {side}")),
             )?)
             .await?
             .into_inner();
