@@ -126,7 +126,6 @@ pub async fn import(
         customer_id: None,
         client: "mandate-import-legacy".to_owned(),
     };
-    let mut refused = false;
     let result = store
         .import_legacy(
             &actor,
@@ -149,7 +148,6 @@ pub async fn import(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(mandate_store::Error::Internal(reason)) if reason == STRICT_REFUSAL => {
-            refused = true;
             let _ = fs::remove_file(&staging);
             return Ok(Summary {
                 accounts_added: 0,
@@ -161,7 +159,7 @@ pub async fn import(
                 bad,
                 mail_merge_written: false,
                 revision: None,
-                refused,
+                refused: true,
             });
         }
         Err(err) => {
@@ -197,7 +195,7 @@ pub async fn import(
         bad,
         mail_merge_written: written,
         revision: outcome.revision,
-        refused,
+        refused: false,
     })
 }
 
