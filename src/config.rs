@@ -78,6 +78,23 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub database_wait_ms: u64,
 
+    /// The most database connections each server process keeps open (on PostgreSQL, one
+    /// listens for the changes committed through other replicas).
+    #[arg(long, env = "MANDATE_DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_pool_size: u32,
+
+    /// The most grants the check cache keeps in memory (about 100 bytes each); 0 turns the
+    /// cache off.
+    #[arg(long, env = "MANDATE_CACHE_SIZE", default_value_t = 1_000_000)]
+    pub cache_size: usize,
+
+    /// How old, in milliseconds, a cached answer to a check without `at_least_revision` may be.
+    /// Past it (while the change tail cannot read the database) checks read through.
+    #[arg(long, env = "MANDATE_CACHE_STALENESS_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub cache_staleness_ms: u64,
+
     /// How long, in milliseconds, a new connection may take to start its first call before it
     /// is closed.
     #[arg(long, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
@@ -215,6 +232,9 @@ impl Settings {
         StoreOptions {
             managerless_policy: self.managerless_policy.into(),
             database_wait: Duration::from_millis(self.database_wait_ms),
+            pool_size: self.database_pool_size,
+            cache_size: self.cache_size,
+            cache_staleness: Duration::from_millis(self.cache_staleness_ms),
         }
     }
 

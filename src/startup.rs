@@ -100,6 +100,7 @@ impl Application {
                  each client system with `mandate keys create` and revoke this one"
             );
         }
+        store.start_changes().await?;
         let keys = Arc::new(KeyRing::default());
         keys.reload(&store).await?;
         let listener =
@@ -184,6 +185,14 @@ impl Application {
         }
         tokio::spawn(watch_database(self.state.clone(), health));
         tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
+        let state = self.state.clone();
+        let mut stopping = self.state.stopping.subscribe();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            };
+            state.store.follow_changes(stop).await;
+        });
         let failures = self.state.pin_failures.clone();
         let stopping = self.state.stopping.subscribe();
         tokio::spawn(async move { failures.report_every_window(stopping).await });

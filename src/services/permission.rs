@@ -1,12 +1,14 @@
 use std::pin::Pin;
-use std::time::Duration;
 
 use mandate_domain::Error as Rule;
 use mandate_domain::application::parse_application_id;
 use mandate_domain::membership::Grant;
 use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::permission::Permission;
-use mandate_store::{ApplicationCursor, CheckOutcome, CheckTarget, Error as StoreError};
+use mandate_store::{
+    AccountCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget, Error as StoreError,
+};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,8 +34,6 @@ use crate::pb::{
 const MAX_BATCH: usize = 100;
 /// How many changes the feed reads from the database at a time.
 const FEED_BATCH: u64 = 100;
-/// How often a caught-up feed looks for changes committed through other replicas.
-const FEED_POLL: Duration = Duration::from_millis(250);
 
 /// `mandate.v1.PermissionService`.
 pub struct PermissionApi(pub Shared);
@@ -53,6 +53,7 @@ impl PermissionApi {
                     contractor_id: parsed.contractor_id.as_deref(),
                     application_id: parsed.application_id.as_deref(),
                 },
+                parsed.at_least,
             )
             .await?;
         answer(&parsed, outcome)
@@ -71,11 +72,15 @@ impl PermissionApi {
             .collect();
         let mut decided: Vec<Option<ApiResult<CheckPermissionResponse>>> =
             items.iter().map(|_| None).collect();
-        let together: Vec<(&str, Permission, &str)> = on_accounts
+        let together: Vec<AccountCheck<'_>> = on_accounts
             .iter()
             .filter_map(|(_, p)| {
-                let contractor = p.contractor_id.as_deref()?;
-                Some((p.customer_id.as_str(), p.permission, contractor))
+                Some(AccountCheck {
+                    customer_id: &p.customer_id,
+                    permission: p.permission,
+                    contractor_id: p.contractor_id.as_deref()?,
+                    at_least: p.at_least,
+                })
             })
             .collect();
         let outcomes = self.0.store.check_accounts(&together).await?;
@@ -366,8 +371,10 @@ impl PermissionService for PermissionApi {
 }
 
 /// Sends the changes after `after` to `sender`, then each new change as it commits, until the
-/// consumer goes away or the server stops. Revisions are handed out in commit order, so reading
-/// `revision > last` neither skips nor repeats a change.
+/// consumer goes away or the server stops. It reads the database only to catch up; from there it
+/// hears each change from the replica's change tail, which reads every change once for all
+/// feeds. Revisions are handed out in commit order, so reading `revision > last` neither skips
+/// nor repeats a change, and the tail hands them on in that order.
 async fn feed(
     state: Shared,
     mut last: i64,
@@ -375,54 +382,76 @@ async fn feed(
     _slot: FeedSlot,
 ) {
     let mut stopping = state.stopping.subscribe();
+    let send = |change: AuditEvent| {
+        sender.send(Ok(WatchChangesResponse {
+            change: Some(convert::audit_event(change)),
+        }))
+    };
     loop {
-        if *stopping.borrow_and_update() {
-            let _ = sender
-                .send(Err(Status::unavailable(format!(
-                    "the server is stopping; reconnect with after_revision {last}"
-                ))))
-                .await;
-            return;
-        }
-        // Listen before reading, so a commit between the read and the wait is not missed.
-        let committed = state.store.committed().notified();
-        tokio::pin!(committed);
-        committed.as_mut().enable();
-        let batch = match state
-            .store
-            .within(state.store.changes_after(last, FEED_BATCH))
-            .await
-        {
-            Ok(batch) => batch,
-            Err(err) => {
-                let status = Status::from(ApiError::from(err));
-                let status = Status::new(
-                    status.code(),
-                    format!("{}; reconnect with after_revision {last}", status.message()),
-                );
-                let _ = sender.send(Err(status)).await;
-                return;
+        // Subscribe before reading, so that no change falls between the two.
+        let mut tail = state.store.subscribe_changes();
+        while last < tail.applied {
+            if *stopping.borrow_and_update() {
+                return stop_feed(&sender, last).await;
             }
-        };
-        let caught_up = (batch.len() as u64) < FEED_BATCH;
-        for change in batch {
-            last = change.revision;
-            let message = WatchChangesResponse {
-                change: Some(convert::audit_event(change)),
+            let batch = match state
+                .store
+                .within(state.store.changes_after(last, FEED_BATCH))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(err) => {
+                    let status = Status::from(ApiError::from(err));
+                    let status = Status::new(
+                        status.code(),
+                        format!("{}; reconnect with after_revision {last}", status.message()),
+                    );
+                    let _ = sender.send(Err(status)).await;
+                    return;
+                }
             };
-            if sender.send(Ok(message)).await.is_err() {
-                return;
+            let caught_up = (batch.len() as u64) < FEED_BATCH;
+            for change in batch {
+                last = change.revision;
+                if send(change).await.is_err() {
+                    return;
+                }
+            }
+            if caught_up {
+                break;
             }
         }
-        if caught_up {
+        loop {
+            if *stopping.borrow_and_update() {
+                return stop_feed(&sender, last).await;
+            }
             tokio::select! {
-                () = &mut committed => {}
-                () = tokio::time::sleep(FEED_POLL) => {}
+                heard = tail.receiver.recv() => match heard {
+                    Ok(change) if change.revision <= last => {}
+                    Ok(change) => {
+                        last = change.revision;
+                        if send(AuditEvent::clone(&change)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Too slow to keep up with the tail: catch up from the database again.
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return stop_feed(&sender, last).await,
+                },
                 _ = stopping.changed() => {}
                 () = sender.closed() => return,
             }
         }
     }
+}
+
+/// Tells a feed's consumer that the server is stopping, and where to pick up.
+async fn stop_feed(sender: &mpsc::Sender<Result<WatchChangesResponse, Status>>, last: i64) {
+    let _ = sender
+        .send(Err(Status::unavailable(format!(
+            "the server is stopping; reconnect with after_revision {last}"
+        ))))
+        .await;
 }
 
 /// A check whose fields are valid.

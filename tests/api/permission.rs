@@ -4,7 +4,6 @@ use mandate::pb::{
     self, AssociateByPinRequest, CheckReason, LeaveContractorRequest, ListAssociatesRequest,
     RemoveAssociateRequest, SetPermissionsRequest,
 };
-use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
 
 use crate::helpers::{
@@ -446,22 +445,31 @@ async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(
         .unwrap();
     assert_decision(&before, true, CheckReason::GrantedDirectly);
 
-    // The job ends: move the expiry into the past, as the passing of time would.
-    let db = Database::connect(&app.database().url).await.unwrap();
-    let past = (Utc::now() - Duration::minutes(1)).to_rfc3339();
-    let sql = match backend {
-        Backend::Sqlite => format!(
-            "UPDATE memberships SET expire_time = '{past}' WHERE customer_id = '{associate}'"
-        ),
-        Backend::Postgres => format!(
-            "UPDATE memberships SET expire_time = '{past}'::timestamptz WHERE customer_id = '{associate}'"
-        ),
-    };
-    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
+    // The job ends: the grant is set to end in a moment, the check is answered (and cached),
+    // and the moment passes. Nothing is written when it ends: the grant ends by the clock.
+    let soon = Utc::now() + Duration::milliseconds(1500);
+    app.permissions
+        .set_permissions(as_customer(
+            &manager,
+            SetPermissionsRequest {
+                contractor_id: contractor.clone(),
+                customer_id: associate.clone(),
+                permissions: permissions(&[Inspections]),
+                expire_time: Some(prost_types::Timestamp {
+                    seconds: soon.timestamp(),
+                    nanos: i32::try_from(soon.timestamp_subsec_nanos()).unwrap(),
+                }),
+            },
+        ))
         .await
         .unwrap();
-    db.close().await.unwrap();
-
+    let during = app
+        .check(&associate, Inspections, &contractor, "")
+        .await
+        .unwrap();
+    assert_decision(&during, true, CheckReason::GrantedDirectly);
+    // Waiting for the grant's end, not for the server: time is what this test is about.
+    tokio::time::sleep((soon - Utc::now()).to_std().unwrap_or_default()).await;
     let after = app
         .check(&associate, Inspections, &contractor, "")
         .await

@@ -15,6 +15,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Statement,
 };
 
+use crate::cache::Entry;
 use crate::contractors::{find_contractor, stored_permissions};
 use crate::entity::{
     application_link as link, contractor, customer, legacy_application, legacy_customer,
@@ -185,15 +186,45 @@ impl Store {
         })
     }
 
-    /// Decides whether `customer_id` may use `permission` on `target`.
+    /// Decides whether `customer_id` may use `permission` on `target`, from a state that
+    /// reflects at least revision `at_least`: from the check cache when it may answer (see
+    /// `tail`), else from the database.
     pub async fn check(
         &self,
         customer_id: &str,
         permission: Permission,
         target: CheckTarget<'_>,
+        at_least: Revision,
     ) -> Result<CheckOutcome> {
+        let only_account = match target {
+            CheckTarget {
+                contractor_id: Some(contractor_id),
+                application_id: None,
+            } => Some(contractor_id),
+            _ => None,
+        };
+        if let Some(contractor_id) = only_account
+            && let Some(outcome) =
+                self.cached_check(customer_id, permission, contractor_id, at_least)
+        {
+            return Ok(outcome);
+        }
         // One statement, so one snapshot: the revision and what the rule reads agree.
         let mut probe = probe(&self.db, customer_id, target.contractor_id).await?;
+        if let Some(contractor_id) = only_account
+            && probe.customer_found
+            && probe.contractor_found
+            && probe.merged_into.is_none()
+        {
+            self.changes.cache.put(
+                customer_id,
+                contractor_id,
+                Entry {
+                    revision: probe.revision,
+                    grant: probe.grant,
+                },
+            );
+        }
         // An account merged away is decided by its survivor.
         let survivor = probe.merged_into.take();
         let target = match &survivor {
@@ -308,28 +339,71 @@ impl Store {
 }
 
 impl Store {
-    /// Decides many checks that each name an account (and no application) with a few
-    /// statements for all of them, instead of one round trip each: the revision first, then the
-    /// customers, the accounts (following merges) and the memberships, so every decision
-    /// reflects at least that revision. Each check's outcome, or why it cannot be decided
-    /// (an unknown customer or account), in the order given.
+    /// The answer to a check on an account alone from the check cache, when the cache may
+    /// answer for `at_least` and holds the customer's grant on the account.
+    fn cached_check(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        contractor_id: &str,
+        at_least: Revision,
+    ) -> Option<CheckOutcome> {
+        if !self.changes.cache_serves(at_least) {
+            return None;
+        }
+        let hit = self.changes.cache.get(customer_id, contractor_id)?;
+        Some(CheckOutcome {
+            reason: decision::decide(permission, hit.grant.as_ref(), now()),
+            contractor_id: Some(contractor_id.to_owned()),
+            revision: hit.revision,
+        })
+    }
+
+    /// Decides many checks that each name an account (and no application): those the check
+    /// cache can answer from it, the others with a few statements for all of them instead of
+    /// one round trip each: the revision first, then the customers, the accounts (following
+    /// merges) and the memberships, so every decision reflects at least that revision. Each
+    /// check's outcome, or why it cannot be decided (an unknown customer or account), in the
+    /// order given.
     pub async fn check_accounts(
         &self,
-        checks: &[(&str, Permission, &str)],
+        checks: &[AccountCheck<'_>],
+    ) -> Result<Vec<Result<CheckOutcome>>> {
+        let mut outcomes: Vec<Option<Result<CheckOutcome>>> = checks
+            .iter()
+            .map(|c| {
+                self.cached_check(c.customer_id, c.permission, c.contractor_id, c.at_least)
+                    .map(Ok)
+            })
+            .collect();
+        let missed: Vec<&AccountCheck<'_>> = checks
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(check, _)| check)
+            .collect();
+        let mut read = self.read_account_checks(&missed).await?.into_iter();
+        Ok(outcomes
+            .iter_mut()
+            .map(|outcome| {
+                outcome
+                    .take()
+                    .or_else(|| read.next())
+                    .unwrap_or_else(|| Err(Error::Internal("a batch check went unanswered".into())))
+            })
+            .collect())
+    }
+
+    /// `check_accounts` from the database, keeping what it read in the check cache.
+    async fn read_account_checks(
+        &self,
+        checks: &[&AccountCheck<'_>],
     ) -> Result<Vec<Result<CheckOutcome>>> {
         if checks.is_empty() {
             return Ok(Vec::new());
         }
-        let revision: i64 = self
-            .db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                "SELECT value FROM revision_counter WHERE id = 1",
-            ))
-            .await?
-            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?
-            .try_get_by_index(0)?;
-        let customers: Vec<&str> = checks.iter().map(|(customer, _, _)| *customer).collect();
+        let revision = self.latest_revision().await?;
+        let customers: Vec<&str> = checks.iter().map(|c| c.customer_id).collect();
         let known_customers: HashSet<String> = customer::Entity::find()
             .filter(customer::Column::CustomerId.is_in(customers.iter().copied()))
             .select_only()
@@ -341,10 +415,7 @@ impl Store {
             .collect();
         // Each account named, and the account that decides for it (its survivor when merged).
         let deciding: HashMap<String, String> = contractor::Entity::find()
-            .filter(
-                contractor::Column::ContractorId
-                    .is_in(checks.iter().map(|(_, _, contractor)| *contractor)),
-            )
+            .filter(contractor::Column::ContractorId.is_in(checks.iter().map(|c| c.contractor_id)))
             .select_only()
             .column(contractor::Column::ContractorId)
             .column(contractor::Column::MergedInto)
@@ -374,7 +445,13 @@ impl Store {
         let now = now();
         Ok(checks
             .iter()
-            .map(|&(customer_id, permission, contractor_id)| {
+            .map(|check| {
+                let AccountCheck {
+                    customer_id,
+                    permission,
+                    contractor_id,
+                    ..
+                } = **check;
                 if !known_customers.contains(customer_id) {
                     return Err(Rule::not_found("customer", customer_id).into());
                 }
@@ -382,6 +459,16 @@ impl Store {
                     .get(contractor_id)
                     .ok_or_else(|| Error::from(Rule::not_found("contractor", contractor_id)))?;
                 let grant = grants.get(&(decider.clone(), customer_id.to_owned()));
+                if decider == contractor_id {
+                    self.changes.cache.put(
+                        customer_id,
+                        contractor_id,
+                        Entry {
+                            revision,
+                            grant: grant.copied(),
+                        },
+                    );
+                }
                 Ok(CheckOutcome {
                     reason: decision::decide(permission, grant, now),
                     contractor_id: Some(decider.clone()),
@@ -390,6 +477,16 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// One check of a batch that names an account and no application.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountCheck<'a> {
+    pub customer_id: &'a str,
+    pub permission: Permission,
+    pub contractor_id: &'a str,
+    /// The revision the answer must reflect at least.
+    pub at_least: Revision,
 }
 
 /// The legacy records linked to `customer_id` (at most one), as a subquery.

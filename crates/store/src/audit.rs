@@ -133,9 +133,22 @@ impl Store {
     /// Up to `limit` changes committed after `after`, in revision order. PIN reads are left out:
     /// they change nothing a check depends on.
     pub async fn changes_after(&self, after: Revision, limit: u64) -> Result<Vec<AuditEvent>> {
-        audit_event::Entity::find()
-            .filter(audit_event::Column::Revision.gt(after))
-            .filter(audit_event::Column::Kind.ne(ChangeKind::PinRead.as_str()))
+        self.events_after(after, limit, false).await
+    }
+
+    /// Up to `limit` audit events after `after`, in revision order, PIN reads with them or not.
+    pub(crate) async fn events_after(
+        &self,
+        after: Revision,
+        limit: u64,
+        with_pin_reads: bool,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut events =
+            audit_event::Entity::find().filter(audit_event::Column::Revision.gt(after));
+        if !with_pin_reads {
+            events = events.filter(audit_event::Column::Kind.ne(ChangeKind::PinRead.as_str()));
+        }
+        events
             .order_by_asc(audit_event::Column::Revision)
             .limit(limit)
             .all(&self.db)

@@ -44,23 +44,17 @@ async fn sqlite_autocommit(conn: &mut SqliteConnection) -> Result<bool, sea_orm:
     Ok(autocommit != 0)
 }
 
-/// Releases a PostgreSQL connection to the pool only when it answers within `wait` outside a
-/// transaction. Without the bound, releasing a connection to a database that silently stopped
-/// answering would hang on the pool's own check for as long as TCP takes to give up.
-pub(crate) fn postgres_pool(
-    options: PoolOptions<Postgres>,
-    wait: Duration,
-) -> PoolOptions<Postgres> {
-    options.after_release(move |conn, _| {
+/// Releases a PostgreSQL connection to the pool only when it is outside any transaction. (It
+/// is not pinged: a connection that broke fails its next statement and is closed then, and one
+/// that sat idle is pinged as it is taken; see `IDLE_PING`.)
+pub(crate) fn postgres_pool(options: PoolOptions<Postgres>) -> PoolOptions<Postgres> {
+    options.after_release(|conn, _| {
         Box::pin(async move {
-            if conn.is_in_transaction() {
+            let clean = !conn.is_in_transaction();
+            if !clean {
                 tracing::warn!("closing a PostgreSQL connection left inside a transaction");
-                return Ok(false);
             }
-            match tokio::time::timeout(wait, conn.ping()).await {
-                Ok(answer) => answer.map(|()| true),
-                Err(_) => Err(sea_orm::sqlx::Error::PoolTimedOut),
-            }
+            Ok(clean)
         })
     })
 }

@@ -8,6 +8,7 @@
 
 mod applications;
 mod audit;
+mod cache;
 mod contractors;
 mod customers;
 mod entity;
@@ -21,6 +22,7 @@ mod migration;
 mod permissions;
 mod records;
 mod staff;
+mod tail;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -35,9 +37,9 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
-use tokio::sync::Notify;
 
-pub use applications::{ApplicationCursor, CheckTarget};
+pub use applications::{AccountCheck, ApplicationCursor, CheckTarget};
+pub use cache::CacheStats;
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
 pub use legacy::{ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, LinkedRecord};
@@ -46,6 +48,7 @@ pub use records::{
     Customer, Membership, Page, Revision, SealedPin, Viewer,
 };
 pub use staff::ContractorQuery;
+pub use tail::Subscription;
 
 use audit::{Change, record};
 
@@ -140,6 +143,13 @@ pub struct StoreOptions {
     /// How long a call waits on the database (for a connection, a lock or an answer) before
     /// answering that the database is unavailable. PostgreSQL statements are cut off after it.
     pub database_wait: Duration,
+    /// The most database connections open at once (on PostgreSQL, one of them listens for
+    /// the changes of other replicas).
+    pub pool_size: u32,
+    /// The most checks' grants the check cache keeps; 0 turns it off.
+    pub cache_size: usize,
+    /// How old a cached answer to a check without `at_least_revision` may be.
+    pub cache_staleness: Duration,
 }
 
 /// Connects, trying again for up to `wait` while the database is locked: a SQLite file that
@@ -161,6 +171,9 @@ async fn connect_patiently(options: ConnectOptions, wait: Duration) -> Result<Da
     }
 }
 
+/// How long a pooled connection may sit idle before it is pinged as it is taken.
+const IDLE_PING: Duration = Duration::from_secs(10);
+
 /// The PostgreSQL advisory lock key that serialises migrations ("mandate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
 
@@ -171,9 +184,8 @@ pub struct Store {
     /// The URL connected to, for finding a SQLite file's neighbours.
     url: String,
     managerless_policy: ManagerlessPolicy,
-    /// Woken after each commit through this process: lets change-feed readers on this replica
-    /// look at once. Only a hint: they poll too, for the changes of other replicas.
-    committed: Arc<Notify>,
+    /// The change tail's state: the check cache and the change feeds of this replica.
+    changes: Arc<tail::Changes>,
     /// The SQLite file as it was opened, to notice it being deleted or replaced.
     file: Option<Arc<WatchedFile>>,
     database_wait: Duration,
@@ -234,6 +246,9 @@ impl Store {
         let StoreOptions {
             managerless_policy,
             database_wait,
+            pool_size,
+            cache_size,
+            cache_staleness,
         } = options;
         // The driver traces its options, URL included, so the password travels apart from it.
         let (url, password) = split_password(url);
@@ -241,8 +256,14 @@ impl Store {
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
+            .max_connections(pool_size)
             .acquire_timeout(database_wait)
-            .connect_timeout(database_wait);
+            .connect_timeout(database_wait)
+            // A busy connection proves itself by the statements it runs: a ping before each
+            // use would double a check's round trips. Only one that sat idle (through a
+            // database restart, say) is pinged first; one that broke in use is closed by the
+            // error it gives.
+            .test_before_acquire_if_idle_for(IDLE_PING);
         options.map_sqlx_sqlite_opts(move |sqlite| {
             // Readers do not wait for the writer, and a writer waits its turn rather than
             // failing with "database is locked". FULL synchronous mode: a commit is on disk
@@ -261,8 +282,7 @@ impl Store {
             };
             hygiene::postgres_session(pg, database_wait)
         });
-        options
-            .map_sqlx_postgres_pool_opts(move |pool| hygiene::postgres_pool(pool, database_wait));
+        options.map_sqlx_postgres_pool_opts(hygiene::postgres_pool);
         let db = connect_patiently(options, database_wait).await?;
         // The file exists once a connection has opened it.
         let file = sqlite_file(url).map(|path| {
@@ -276,7 +296,7 @@ impl Store {
             db,
             url: url.to_owned(),
             managerless_policy,
-            committed: Arc::new(Notify::new()),
+            changes: Arc::new(tail::Changes::new(cache_size, cache_staleness)),
             file,
             database_wait,
         })
@@ -358,13 +378,13 @@ impl Store {
         &self.db
     }
 
-    /// Woken after every change this process commits.
-    pub fn committed(&self) -> &Notify {
-        &self.committed
+    /// What the check cache holds and how it has done.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.changes.cache.stats()
     }
 
     /// Records `change` as the audit event of `revision`, commits the transaction, and wakes
-    /// the change-feed readers of this process. `Ok` means the change is durable: a failed
+    /// this replica's change tail. `Ok` means the change is durable: a failed
     /// commit leaves its connection to be checked, and closed, as it goes back to the pool
     /// (see `hygiene`); a SQLite file that vanished meanwhile makes the commit worthless.
     async fn commit_change(
@@ -379,7 +399,7 @@ impl Store {
             tracing::error!(revision, error = %err, "a commit failed; nothing was acknowledged");
             return Err(err.into());
         }
-        self.committed.notify_waiters();
+        self.changes.wake();
         self.check_file()
     }
 

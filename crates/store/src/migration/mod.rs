@@ -11,6 +11,7 @@ mod m20261201_000001_key_kind;
 mod m20261201_000002_canonical_application_ids;
 mod m20261201_000003_merges;
 mod m20261201_000004_legacy;
+mod m20261202_000001_change_notifications;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_canonical_application_ids::Migration),
             Box::new(m20261201_000003_merges::Migration),
             Box::new(m20261201_000004_legacy::Migration),
+            Box::new(m20261202_000001_change_notifications::Migration),
         ]
     }
 }
