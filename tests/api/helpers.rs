@@ -607,6 +607,8 @@ pub struct Proxy {
     target: String,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     dark: tokio::sync::watch::Sender<bool>,
+    /// Bytes forwarded from clients to the target so far.
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -619,6 +621,7 @@ impl Proxy {
             target: target.to_owned(),
             tasks: Default::default(),
             dark: tokio::sync::watch::Sender::new(false),
+            sent: Default::default(),
         };
         proxy.accept_on(listener);
         proxy
@@ -628,12 +631,22 @@ impl Proxy {
         self.address
     }
 
+    /// Bytes forwarded from clients to the target so far: what a client asked of the target.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn accept_on(&self, listener: tokio::net::TcpListener) {
         let target = self.target.clone();
+        let sent = self.sent.clone();
         let tasks = self.tasks.clone();
         let dark = self.dark.clone();
         let acceptor = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut inbound = Counted {
+                    stream: inbound,
+                    read: sent.clone(),
+                };
                 let target = target.clone();
                 let mut dark = dark.subscribe();
                 let relay = tokio::spawn(async move {
@@ -688,6 +701,51 @@ impl Proxy {
             .await
             .expect("bind the proxy's port again");
         self.accept_on(listener);
+    }
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.read
+            .fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod cache;
 mod checks;
 mod connections;
 mod contractor;

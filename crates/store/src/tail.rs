@@ -217,6 +217,11 @@ impl Store {
         Ok(())
     }
 
+    /// The latest revision the change tail has applied: what the check cache reflects.
+    pub fn applied_revision(&self) -> Revision {
+        self.changes.cache.applied()
+    }
+
     /// The changes from now on, for a feed; read the earlier ones with `changes_after`.
     pub fn subscribe_changes(&self) -> Subscription {
         let receiver = self.changes.feed.subscribe();
