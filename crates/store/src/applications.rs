@@ -16,14 +16,14 @@ use sea_orm::{
 };
 
 use crate::cache::Entry;
-use crate::contractors::{find_contractor, stored_permissions};
+use crate::contractors::{lock_contractor, stored_permissions};
 use crate::entity::{
     application_link as link, contractor, customer, legacy_application, legacy_customer,
     membership as member,
 };
 use crate::{
     AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
-    Store, now,
+    Store, current_revision, now,
 };
 
 /// What a check is about: an account, an application, or an application through one account.
@@ -50,16 +50,17 @@ impl Store {
         contractor_id: &str,
         linked: bool,
     ) -> Result<Revision> {
-        let (txn, revision) = self.begin_change().await?;
-        find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        lock_contractor(&txn, contractor_id).await?;
         let key = (application_id.to_owned(), contractor_id.to_owned());
         let exists = link::Entity::find_by_id(key.clone())
             .one(&txn)
             .await?
             .is_some();
         if exists == linked {
+            let revision = current_revision(&txn).await?;
             txn.rollback().await?;
-            return Ok(revision - 1);
+            return Ok(revision);
         }
         let kind = if linked {
             link::Entity::insert(link::ActiveModel {
@@ -74,17 +75,17 @@ impl Store {
             link::Entity::delete_by_id(key).exec(&txn).await?;
             ChangeKind::ApplicationUnlinked
         };
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                application_id: Some(application_id),
-                ..Change::of(kind)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    application_id: Some(application_id),
+                    ..Change::of(kind)
+                },
+            )
+            .await?;
         Ok(revision)
     }
 

@@ -7,15 +7,16 @@ use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::membership::{self, Association, Grant};
 use mandate_domain::paging::PageRequest;
 use mandate_domain::permission::PermissionSet;
+use sea_orm::sea_query::LockType;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
-    Revision, SealedPin, Store, Viewer, new_id, now,
+    Revision, SealedPin, Store, Viewer, current_revision, new_id, now,
 };
 
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
@@ -34,7 +35,7 @@ impl Store {
         details: ContractorDetails,
         mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
     ) -> Result<(Contractor, P, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
+        let txn = self.begin_change().await?;
         let contractor_id = new_id();
         let (pin, sealed) = fresh_pin(&txn, &contractor_id, &mut new_pin).await?;
         let model = new_account(contractor_id.clone(), details, sealed, None, now());
@@ -42,18 +43,18 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_membership(&txn, &contractor_id, registrant, membership::REGISTRANT).await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(&contractor_id),
-                customer_id: Some(registrant),
-                after: Some(membership::REGISTRANT),
-                ..Change::of(ChangeKind::ContractorRegistered)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(&contractor_id),
+                    customer_id: Some(registrant),
+                    after: Some(membership::REGISTRANT),
+                    ..Change::of(ChangeKind::ContractorRegistered)
+                },
+            )
+            .await?;
         Ok((model.into(), pin, revision))
     }
 
@@ -70,8 +71,8 @@ impl Store {
         contractor_id: &str,
         change: impl FnOnce(&ContractorDetails) -> mandate_domain::Result<ContractorDetails>,
     ) -> Result<(Contractor, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let current = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let current = lock_contractor(&txn, contractor_id).await?;
         let actor_permissions = permissions_of(&txn, contractor_id, manager).await?;
         membership::require_manager(actor_permissions, "change the account's details")?;
         let details = change(&Contractor::from(current.clone()).details)?;
@@ -89,16 +90,16 @@ impl Store {
         contractor::Entity::update(contractor::ActiveModel::from(model.clone()).reset_all())
             .exec(&txn)
             .await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                ..Change::of(ChangeKind::ContractorUpdated)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    ..Change::of(ChangeKind::ContractorUpdated)
+                },
+            )
+            .await?;
         Ok((model.into(), revision))
     }
 
@@ -164,14 +165,19 @@ impl Store {
         // A wrong PIN (a typo, or a guess) is answered from a plain read: it writes nothing and
         // waits for no writer, so guessing cannot slow the changes of everyone else.
         account_by_pin(&self.db, pin_hash).await?;
-        let (txn, revision) = self.begin_change().await?;
-        let mut account = account_by_pin(&txn, pin_hash).await?;
+        let txn = self.begin_change().await?;
+        let found = account_by_pin(&txn, pin_hash).await?;
+        let mut account = lock_contractor(&txn, &found.contractor_id).await?;
+        if account.pin_hash != pin_hash {
+            // Replaced while this change waited for the account.
+            return Err(pin_unknown());
+        }
         // FAQ: old PINs of merged accounts "keep working" for the surviving account.
         for _ in 0..MERGE_DEPTH {
             let Some(survivor) = account.merged_into.clone() else {
                 break;
             };
-            account = find_contractor(&txn, &survivor).await?;
+            account = lock_contractor(&txn, &survivor).await?;
         }
         if account.merged_into.is_some() {
             return Err(Error::Corrupt(format!(
@@ -197,7 +203,8 @@ impl Store {
         );
         match (decision, existing) {
             (Association::Existing(permissions), Some(existing)) => {
-                // Nothing changes: give the revision back by not committing.
+                // Nothing changes: nothing is committed.
+                let revision = current_revision(&txn).await?;
                 txn.rollback().await?;
                 Ok((
                     Membership {
@@ -207,24 +214,24 @@ impl Store {
                         associate_time: existing.associate_time,
                     },
                     true,
-                    revision - 1,
+                    revision,
                 ))
             }
             (Association::New(permissions), _) | (Association::Existing(permissions), None) => {
                 let row = insert_membership(&txn, &account.contractor_id, customer_id, permissions)
                     .await?;
-                self.commit_change(
-                    txn,
-                    revision,
-                    actor,
-                    Change {
-                        contractor_id: Some(&account.contractor_id),
-                        customer_id: Some(customer_id),
-                        after: Some(permissions),
-                        ..Change::of(ChangeKind::Associated)
-                    },
-                )
-                .await?;
+                let revision = self
+                    .commit_change(
+                        txn,
+                        actor,
+                        Change {
+                            contractor_id: Some(&account.contractor_id),
+                            customer_id: Some(customer_id),
+                            after: Some(permissions),
+                            ..Change::of(ChangeKind::Associated)
+                        },
+                    )
+                    .await?;
                 Ok((
                     Membership {
                         contractor: account.into(),
@@ -248,24 +255,24 @@ impl Store {
         contractor_id: &str,
         open: impl FnOnce(&[u8]) -> Result<P>,
     ) -> Result<(P, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let account = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let account = lock_contractor(&txn, contractor_id).await?;
         membership::require_manager(
             permissions_of(&txn, contractor_id, manager).await?,
             "read the account's PIN",
         )?;
         // Opened before the read is recorded: a PIN that cannot be shown was not read.
         let pin = open(&account.pin_ciphertext)?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                ..Change::of(ChangeKind::PinRead)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    ..Change::of(ChangeKind::PinRead)
+                },
+            )
+            .await?;
         Ok((pin, revision))
     }
 
@@ -338,6 +345,22 @@ pub(crate) async fn find_contractor(
         .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
 }
 
+/// The account `contractor_id`, its row locked until `txn` ends, so that the changes to one
+/// account take turns and each one's rules see every earlier change (see the crate's
+/// documentation); `NOT_FOUND` for an unknown id. The lock (`FOR NO KEY UPDATE`) lets rows that
+/// merely refer to the account be written meanwhile. SQLite has no row locks: its writers take
+/// turns already.
+pub(crate) async fn lock_contractor(
+    txn: &DatabaseTransaction,
+    contractor_id: &str,
+) -> Result<contractor::Model> {
+    contractor::Entity::find_by_id(contractor_id)
+        .lock(LockType::NoKeyUpdate)
+        .one(txn)
+        .await?
+        .ok_or_else(|| Rule::not_found("contractor", contractor_id).into())
+}
+
 /// The row of a new account.
 pub(crate) fn new_account(
     contractor_id: String,
@@ -372,10 +395,11 @@ async fn account_by_pin(db: &impl ConnectionTrait, pin_hash: &str) -> Result<con
         .filter(contractor::Column::PinHash.eq(pin_hash))
         .one(db)
         .await?
-        .ok_or_else(|| {
-            Rule::NotFound("no account has this PIN; check it with the person who shared it".into())
-                .into()
-        })
+        .ok_or_else(pin_unknown)
+}
+
+fn pin_unknown() -> Error {
+    Rule::NotFound("no account has this PIN; check it with the person who shared it".into()).into()
 }
 
 /// A PIN from `new_pin` that no account holds, trying again on the rare collision.

@@ -14,7 +14,7 @@ impl Store {
         actor: &Actor,
         new: NewCustomer,
     ) -> Result<(Customer, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
+        let txn = self.begin_change().await?;
         let taken = customer::Entity::find()
             .filter(customer::Column::ExternalSubject.eq(&new.external_subject))
             .one(&txn)
@@ -42,16 +42,16 @@ impl Store {
             Some(SqlErr::UniqueConstraintViolation(_)) => subject_taken(),
             _ => Error::from(err),
         })?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                customer_id: Some(&model.customer_id),
-                ..Change::of(ChangeKind::CustomerRegistered)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    customer_id: Some(&model.customer_id),
+                    ..Change::of(ChangeKind::CustomerRegistered)
+                },
+            )
+            .await?;
         Ok((model.into(), revision))
     }
 

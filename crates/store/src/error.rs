@@ -52,11 +52,13 @@ fn is_connection_failure(err: &SqlxError) -> bool {
         | SqlxError::WorkerCrashed => true,
         SqlxError::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<SqlxPostgresError>() {
-                // Connection exceptions (08), insufficient resources (53), operator
-                // intervention such as a shutdown (57P), a statement cut off by the statement
-                // timeout (57014) or a lock not had within the lock timeout (55P03).
+                // Connection exceptions (08), a transaction rolled back (40: a deadlock
+                // between changes that lock the same accounts in another order), insufficient
+                // resources (53), operator intervention such as a shutdown (57P), a statement
+                // cut off by the statement timeout (57014) or a lock not had within the lock
+                // timeout (55P03).
                 let code = pg.code();
-                ["08", "53", "57P", "57014", "55P03"]
+                ["08", "40", "53", "57P", "57014", "55P03"]
                     .iter()
                     .any(|class| code.starts_with(class))
             } else if db.try_downcast_ref::<SqlxSqliteError>().is_some() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::Error as Rule;
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::legacy::LegacyCustomer;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{LockType, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QuerySelect,
@@ -16,8 +16,8 @@ use sea_orm::{
 use crate::contractors::new_account;
 use crate::entity::{application_link as link, contractor, legacy_application, legacy_customer};
 use crate::{
-    Actor, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, new_id,
-    next_revision, now,
+    Actor, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, new_id, now,
+    record_change,
 };
 
 /// Rows written per statement: well under both databases' limits on bound values.
@@ -304,9 +304,6 @@ impl Store {
             before_commit(&outcome)?;
             return Ok(outcome);
         }
-        let revision = next_revision(&txn).await?;
-        outcome.revision = Some(revision);
-        before_commit(&outcome)?;
         let detail = format!(
             "imported {} accounts, {} legacy customer records, {} application links; {} accounts \
              and {} records were there already; {} applications rejected",
@@ -317,16 +314,15 @@ impl Store {
             outcome.customers_existing,
             outcome.rejected.len()
         );
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                detail: Some(detail),
-                ..Change::of(ChangeKind::LegacyImported)
-            },
-        )
-        .await?;
+        let change = Change {
+            detail: Some(detail),
+            ..Change::of(ChangeKind::LegacyImported)
+        };
+        let revision = record_change(&txn, actor, change).await?;
+        outcome.revision = Some(revision);
+        before_commit(&outcome)?;
+        self.commit_recorded(txn, revision, ChangeKind::LegacyImported, None, &[])
+            .await?;
         Ok(outcome)
     }
 
@@ -341,8 +337,16 @@ impl Store {
         pin_hash: &str,
     ) -> Result<(Customer, LinkedRecord, Revision)> {
         record_by_pin(&self.db, pin_hash).await?;
-        let (txn, revision) = self.begin_change().await?;
-        let record = record_by_pin(&txn, pin_hash).await?;
+        let txn = self.begin_change().await?;
+        let found = record_by_pin(&txn, pin_hash).await?;
+        // Locked, so that two customers racing for one PIN take turns: the second finds it used.
+        let record = legacy_customer::Entity::find_by_id(found.legacy_customer_id)
+            .lock(LockType::NoKeyUpdate)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                Rule::NotFound("no legacy customer record has this customer PIN".into())
+            })?;
         let customer = crate::entity::customer::Entity::find_by_id(customer_id)
             .one(&txn)
             .await?
@@ -376,16 +380,16 @@ impl Store {
         active.customer_id = Set(Some(customer_id.to_owned()));
         active.link_time = Set(Some(now));
         active.update(&txn).await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                customer_id: Some(customer_id),
-                ..Change::of(ChangeKind::LegacyCustomerLinked)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    customer_id: Some(customer_id),
+                    ..Change::of(ChangeKind::LegacyCustomerLinked)
+                },
+            )
+            .await?;
         Ok((
             customer.into(),
             LinkedRecord {

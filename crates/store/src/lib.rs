@@ -1,10 +1,13 @@
 //! Mandate's persistence: sea-orm entities, migrations, and one transaction per change.
 //!
-//! Every change runs in a write transaction that first takes the next revision from a one-row
-//! counter. That row lock serialises writers across every replica sharing the database, so
-//! revisions are handed out in commit order, rules that read before they write (the last-Manager
-//! rule, PIN uniqueness) see every earlier change, and the change and its audit event commit
-//! together or not at all. Reads never take it.
+//! Every change runs in a write transaction that locks the rows its rules read (an account's row
+//! for the last-Manager rule and its memberships, a legacy record for its single-use PIN), so
+//! changes to one account take turns and rules see every earlier change; unique indexes keep
+//! PINs and external subjects unique. As it commits, the change takes the next revision from a
+//! one-row counter and records its audit event: that row lock, held only from there to the
+//! commit, serialises commits across every replica sharing the database, so revisions are
+//! handed out in commit order without gaps, and the change and its audit event commit together
+//! or not at all. Reads never take it. (On SQLite, `BEGIN IMMEDIATE` puts all writers in line.)
 
 mod applications;
 mod audit;
@@ -383,23 +386,44 @@ impl Store {
         self.changes.cache.stats()
     }
 
-    /// Records `change` as the audit event of `revision`, commits the transaction, and wakes
-    /// this replica's change tail. `Ok` means the change is durable: a failed
-    /// commit leaves its connection to be checked, and closed, as it goes back to the pool
-    /// (see `hygiene`); a SQLite file that vanished meanwhile makes the commit worthless.
+    /// Takes the next revision, records `change` as its audit event, commits the transaction,
+    /// and wakes this replica's change tail; the revision. `Ok` means the change is durable: a
+    /// failed commit leaves its connection to be checked, and closed, as it goes back to the
+    /// pool (see `hygiene`); a SQLite file that vanished meanwhile makes the commit worthless.
     async fn commit_change(
         &self,
         txn: DatabaseTransaction,
-        revision: Revision,
         actor: &Actor,
         change: Change<'_>,
+    ) -> Result<Revision> {
+        let (kind, contractor_id, absorbed) = (
+            change.kind,
+            change.contractor_id,
+            change.absorbed_contractor_ids,
+        );
+        let revision = record_change(&txn, actor, change).await?;
+        self.commit_recorded(txn, revision, kind, contractor_id, absorbed)
+            .await?;
+        Ok(revision)
+    }
+
+    /// Commits a transaction whose changes are recorded, the last at `revision` of `kind` to
+    /// `contractor_id` (absorbing `absorbed`), and tells this replica's change tail; as
+    /// `commit_change`.
+    async fn commit_recorded(
+        &self,
+        txn: DatabaseTransaction,
+        revision: Revision,
+        kind: ChangeKind,
+        contractor_id: Option<&str>,
+        absorbed: &[String],
     ) -> Result<()> {
-        record(&txn, revision, actor, change).await?;
         if let Err(err) = txn.commit().await {
             tracing::error!(revision, error = %err, "a commit failed; nothing was acknowledged");
             return Err(err.into());
         }
-        self.changes.wake();
+        self.changes
+            .committed(revision, kind, contractor_id, absorbed);
         self.check_file()
     }
 
@@ -434,12 +458,13 @@ impl Store {
         Ok(constant_time_eq(stored.as_bytes(), fingerprint.as_bytes()))
     }
 
-    /// Starts a write transaction and takes the revision its change will commit at.
-    async fn begin_change(&self) -> Result<(DatabaseTransaction, Revision)> {
+    /// Starts a write transaction. Its change takes a revision only as it commits
+    /// (`commit_change`): the revision counter's row lock, which puts writers in line, is held
+    /// from there to the commit alone. Until then, a change locks the rows its rules read
+    /// (`contractors::lock_contractor`), so changes to different accounts run side by side.
+    async fn begin_change(&self) -> Result<DatabaseTransaction> {
         self.check_file()?;
-        let txn = self.begin_write().await?;
-        let revision = next_revision(&txn).await?;
-        Ok((txn, revision))
+        self.begin_write().await
     }
 
     /// Starts a transaction that will write: on SQLite it takes the write lock at once
@@ -455,9 +480,14 @@ impl Store {
     }
 }
 
-/// Takes the next revision in `txn`, for one more change committed with it. The counter's row
-/// lock is what puts every writer in line.
-async fn next_revision(txn: &DatabaseTransaction) -> Result<Revision> {
+/// Takes the next revision in `txn` and records `change` as its audit event; the revision. The
+/// counter's row lock, held until `txn` ends, is what puts every writer in line: revisions
+/// commit in the order they are taken, without gaps.
+async fn record_change(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<Revision> {
     let row = txn
         .query_one_raw(Statement::from_string(
             txn.get_database_backend(),
@@ -465,7 +495,21 @@ async fn next_revision(txn: &DatabaseTransaction) -> Result<Revision> {
         ))
         .await?
         .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
-    Ok(row.try_get_by_index(0)?)
+    let revision = row.try_get_by_index(0)?;
+    record(txn, revision, actor, change).await?;
+    Ok(revision)
+}
+
+/// The revision of the latest change committed (as `db` sees it).
+async fn current_revision(db: &impl ConnectionTrait) -> Result<Revision> {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT value FROM revision_counter WHERE id = 1",
+    ))
+    .await?
+    .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?
+    .try_get_by_index(0)
+    .map_err(Error::from)
 }
 
 /// Whether two byte strings are equal, in time that depends only on their lengths.

@@ -9,7 +9,7 @@ use mandate_domain::lockout::PinLockout;
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 
 use crate::entity::customer;
-use crate::{Actor, Change, ChangeKind, Error, Result, Revision, Store};
+use crate::{Actor, Change, ChangeKind, Error, Result, Revision, Store, current_revision};
 
 impl Store {
     /// Takes one of `customer_id`'s PIN attempts in the current window, before the PIN is
@@ -104,7 +104,7 @@ impl Store {
         actor: &Actor,
         customer_id: &str,
     ) -> Result<(bool, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
+        let txn = self.begin_change().await?;
         customer::Entity::find_by_id(customer_id.to_owned())
             .one(&txn)
             .await?
@@ -122,20 +122,21 @@ impl Store {
             ))
             .await?;
         if done.rows_affected() == 0 {
-            // Nothing to lift: give the revision back by not committing.
+            // Nothing to lift: nothing is committed.
+            let revision = current_revision(&txn).await?;
             txn.rollback().await?;
-            return Ok((false, revision - 1));
+            return Ok((false, revision));
         }
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                customer_id: Some(customer_id),
-                ..Change::of(ChangeKind::PinLockoutCleared)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    customer_id: Some(customer_id),
+                    ..Change::of(ChangeKind::PinLockoutCleared)
+                },
+            )
+            .await?;
         Ok((true, revision))
     }
 }

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use mandate_domain::Error as Rule;
 use mandate_domain::membership::{self, Grant};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::contractors::{find_contractor, stored_permissions};
+use crate::contractors::{lock_contractor, stored_permissions};
 use crate::entity::{application_link as link, contractor, membership as member};
 use crate::{Actor, Change, ChangeKind, Contractor, Result, Revision, Store, now};
 
@@ -25,8 +25,19 @@ impl Store {
         survivor_id: &str,
         absorbed: &[String],
     ) -> Result<(Contractor, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let survivor = find_contractor(&txn, survivor_id).await?;
+        let txn = self.begin_change().await?;
+        // Every account of the merge is locked at once, in id order, so that merges sharing an
+        // account take turns without deadlocking.
+        contractor::Entity::find()
+            .filter(
+                contractor::Column::ContractorId
+                    .is_in(absorbed.iter().map(String::as_str).chain([survivor_id])),
+            )
+            .order_by_asc(contractor::Column::ContractorId)
+            .lock(LockType::NoKeyUpdate)
+            .all(&txn)
+            .await?;
+        let survivor = lock_contractor(&txn, survivor_id).await?;
         if let Some(into) = &survivor.merged_into {
             return Err(Rule::FailedPrecondition(format!(
                 "account {survivor_id} was merged into {into}: merge into {into} instead"
@@ -34,7 +45,7 @@ impl Store {
             .into());
         }
         for absorbed_id in absorbed {
-            let account = find_contractor(&txn, absorbed_id).await?;
+            let account = lock_contractor(&txn, absorbed_id).await?;
             if let Some(into) = &account.merged_into {
                 return Err(Rule::FailedPrecondition(format!(
                     "account {absorbed_id} was merged into {into} already"
@@ -158,17 +169,17 @@ impl Store {
             )
             .exec(&txn)
             .await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(survivor_id),
-                absorbed_contractor_ids: absorbed,
-                ..Change::of(ChangeKind::ContractorsMerged)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(survivor_id),
+                    absorbed_contractor_ids: absorbed,
+                    ..Change::of(ChangeKind::ContractorsMerged)
+                },
+            )
+            .await?;
         Ok((survivor.into(), revision))
     }
 }

@@ -3,14 +3,13 @@
 use mandate_domain::membership::{self, Grant};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
-use crate::audit::record;
 use crate::contractors::{
-    find_contractor, fresh_pin, grant_of, managers_other_than, permissions_of, stored_permissions,
+    fresh_pin, grant_of, lock_contractor, managers_other_than, permissions_of, stored_permissions,
 };
 use crate::entity::{contractor, customer, membership as member};
 use crate::{
-    Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store,
-    next_revision, now,
+    Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
+    record_change,
 };
 
 impl Store {
@@ -24,8 +23,8 @@ impl Store {
         customer_id: &str,
         grant: Grant,
     ) -> Result<(Associate, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        lock_contractor(&txn, contractor_id).await?;
         let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
             .one(&txn)
             .await?;
@@ -58,20 +57,20 @@ impl Store {
         active.expire_time = Set(grant.expire_time);
         active.update_time = Set(now());
         active.update(&txn).await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                customer_id: Some(customer_id),
-                before: target.map(|t| t.permissions),
-                after: Some(grant.permissions),
-                expire_time: grant.expire_time,
-                ..Change::of(ChangeKind::PermissionsSet)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    customer_id: Some(customer_id),
+                    before: target.map(|t| t.permissions),
+                    after: Some(grant.permissions),
+                    expire_time: grant.expire_time,
+                    ..Change::of(ChangeKind::PermissionsSet)
+                },
+            )
+            .await?;
         Ok((
             Associate {
                 customer: Customer::from(customer),
@@ -93,8 +92,8 @@ impl Store {
         customer_id: &str,
         new_pin: Option<impl FnMut(&str) -> Result<(P, SealedPin)>>,
     ) -> Result<(Option<P>, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let account = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let account = lock_contractor(&txn, contractor_id).await?;
         let target = grant_of(&txn, contractor_id, customer_id).await?;
         membership::remove_associate(
             permissions_of(&txn, contractor_id, manager).await?,
@@ -110,23 +109,22 @@ impl Store {
         )
         .await?;
         let Some(mut new_pin) = new_pin else {
-            self.commit_change(txn, revision, actor, removal).await?;
+            let revision = self.commit_change(txn, actor, removal).await?;
             return Ok((None, revision));
         };
         // The removal and the new PIN commit together, each at its own revision.
-        record(&txn, revision, actor, removal).await?;
-        let pin_revision = next_revision(&txn).await?;
+        record_change(&txn, actor, removal).await?;
         let pin = replace_pin(&txn, account, &mut new_pin).await?;
-        self.commit_change(
-            txn,
-            pin_revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                ..Change::of(ChangeKind::PinRotated)
-            },
-        )
-        .await?;
+        let pin_revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    ..Change::of(ChangeKind::PinRotated)
+                },
+            )
+            .await?;
         Ok((Some(pin), pin_revision))
     }
 
@@ -137,8 +135,8 @@ impl Store {
         customer_id: &str,
         contractor_id: &str,
     ) -> Result<Revision> {
-        let (txn, revision) = self.begin_change().await?;
-        find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        lock_contractor(&txn, contractor_id).await?;
         let own = grant_of(&txn, contractor_id, customer_id).await?;
         membership::leave(
             own,
@@ -146,7 +144,7 @@ impl Store {
             now(),
         )?;
         let membership = (contractor_id, customer_id);
-        self.end_membership(txn, revision, actor, ChangeKind::Left, membership, own)
+        self.end_membership(txn, actor, ChangeKind::Left, membership, own)
             .await
     }
 
@@ -154,15 +152,13 @@ impl Store {
     async fn end_membership(
         &self,
         txn: DatabaseTransaction,
-        revision: Revision,
         actor: &Actor,
         kind: ChangeKind,
         membership: (&str, &str),
         before: Option<Grant>,
     ) -> Result<Revision> {
         let change = delete_membership(&txn, kind, membership, before).await?;
-        self.commit_change(txn, revision, actor, change).await?;
-        Ok(revision)
+        self.commit_change(txn, actor, change).await
     }
 
     /// Replaces the account's PIN; the old one stops working when this commits. `new_pin` is as
@@ -174,14 +170,13 @@ impl Store {
         contractor_id: &str,
         mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
     ) -> Result<(P, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let account = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let account = lock_contractor(&txn, contractor_id).await?;
         membership::require_manager(
             permissions_of(&txn, contractor_id, manager).await?,
             "replace the account's PIN",
         )?;
-        self.commit_new_pin(txn, revision, actor, account, &mut new_pin)
-            .await
+        self.commit_new_pin(txn, actor, account, &mut new_pin).await
     }
 
     /// Gives `account` a fresh PIN from `new_pin` and commits the change; the PIN and the
@@ -189,23 +184,22 @@ impl Store {
     pub(crate) async fn commit_new_pin<P>(
         &self,
         txn: DatabaseTransaction,
-        revision: Revision,
         actor: &Actor,
         account: contractor::Model,
         new_pin: &mut impl FnMut(&str) -> Result<(P, SealedPin)>,
     ) -> Result<(P, Revision)> {
         let contractor_id = account.contractor_id.clone();
         let pin = replace_pin(&txn, account, new_pin).await?;
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(&contractor_id),
-                ..Change::of(ChangeKind::PinRotated)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(&contractor_id),
+                    ..Change::of(ChangeKind::PinRotated)
+                },
+            )
+            .await?;
         Ok((pin, revision))
     }
 }

@@ -7,9 +7,12 @@ use mandate_domain::permission::PermissionSet;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::contractors::{find_contractor, grant_of, insert_membership, split_page};
+use crate::contractors::{grant_of, insert_membership, lock_contractor, split_page};
 use crate::entity::{contractor, customer, membership as member};
-use crate::{Actor, Change, ChangeKind, Contractor, Page, Result, Revision, SealedPin, Store, now};
+use crate::{
+    Actor, Change, ChangeKind, Contractor, Page, Result, Revision, SealedPin, Store,
+    current_revision, now,
+};
 
 /// What staff search accounts by.
 pub enum ContractorQuery<'a> {
@@ -30,8 +33,8 @@ impl Store {
         contractor_id: &str,
         customer_id: &str,
     ) -> Result<(bool, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let account = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let account = lock_contractor(&txn, contractor_id).await?;
         if let Some(survivor) = account.merged_into {
             return Err(Rule::FailedPrecondition(format!(
                 "account {contractor_id} was merged into {survivor}: appoint its Manager there"
@@ -45,8 +48,9 @@ impl Store {
         let before = grant_of(&txn, contractor_id, customer_id).await?;
         match before {
             Some(grant) if grant.permissions.is_manager() => {
+                let revision = current_revision(&txn).await?;
                 txn.rollback().await?;
-                return Ok((true, revision - 1));
+                return Ok((true, revision));
             }
             Some(_) => {
                 member::Entity::update_many()
@@ -68,19 +72,19 @@ impl Store {
                 insert_membership(&txn, contractor_id, customer_id, PermissionSet::MANAGER).await?;
             }
         }
-        self.commit_change(
-            txn,
-            revision,
-            actor,
-            Change {
-                contractor_id: Some(contractor_id),
-                customer_id: Some(customer_id),
-                before: before.map(|grant| grant.permissions),
-                after: Some(PermissionSet::MANAGER),
-                ..Change::of(ChangeKind::ManagerAppointed)
-            },
-        )
-        .await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    contractor_id: Some(contractor_id),
+                    customer_id: Some(customer_id),
+                    before: before.map(|grant| grant.permissions),
+                    after: Some(PermissionSet::MANAGER),
+                    ..Change::of(ChangeKind::ManagerAppointed)
+                },
+            )
+            .await?;
         Ok((false, revision))
     }
 
@@ -91,8 +95,8 @@ impl Store {
         contractor_id: &str,
         mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
     ) -> Result<(P, Revision)> {
-        let (txn, revision) = self.begin_change().await?;
-        let account = find_contractor(&txn, contractor_id).await?;
+        let txn = self.begin_change().await?;
+        let account = lock_contractor(&txn, contractor_id).await?;
         if let Some(survivor) = &account.merged_into {
             return Err(Rule::FailedPrecondition(format!(
                 "account {contractor_id} was merged into {survivor}: its PIN is an alias of that \
@@ -110,8 +114,7 @@ impl Store {
             ))
             .into());
         }
-        self.commit_new_pin(txn, revision, actor, account, &mut new_pin)
-            .await
+        self.commit_new_pin(txn, actor, account, &mut new_pin).await
     }
 
     /// The accounts that match `query`, merged ones included, oldest first.

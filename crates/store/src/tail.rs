@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sea_orm::DbBackend;
 use sea_orm::sqlx::postgres::PgListener;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::sync::{Notify, broadcast};
 
 use crate::cache::CheckCache;
 use crate::records::{AuditEvent, ChangeKind, Revision};
-use crate::{Error, Result, Store};
+use crate::{Result, Store, current_revision};
 
 /// The channel the audit trail's trigger notifies on PostgreSQL.
 pub(crate) const CHANNEL: &str = "mandate_changes";
@@ -57,9 +57,38 @@ impl Changes {
         }
     }
 
-    /// Wakes the tail: a change was committed.
-    pub fn wake(&self) {
+    /// After this process committed changes up to `revision`, the last to `contractor_id` (and
+    /// the accounts it absorbed): the cache forgets the account at once, so that this replica
+    /// reads its own writes, and keeps no read from before `revision`; the tail is woken to
+    /// apply the changes (it forgets precisely what each changed).
+    pub fn committed(
+        &self,
+        revision: Revision,
+        kind: ChangeKind,
+        contractor_id: Option<&str>,
+        absorbed: &[String],
+    ) {
+        self.cache.begin(revision);
+        // Whatever its kind, a change naming an account may come with others to that account
+        // in the same transaction (a removal with a new PIN).
+        if contractor_id.is_some() || !kind.leaves_grants() {
+            self.forget(contractor_id, absorbed);
+        }
         self.wake.notify_one();
+    }
+
+    /// Drops what the cache holds of `contractor_id` and `absorbed`; everything without an
+    /// account.
+    fn forget(&self, contractor_id: Option<&str>, absorbed: &[String]) {
+        match contractor_id {
+            Some(contractor_id) => {
+                self.cache.drop_account(contractor_id);
+                for absorbed in absorbed {
+                    self.cache.drop_account(absorbed);
+                }
+            }
+            None => self.cache.clear(),
+        }
     }
 
     /// Whether the cache may answer a check that asks for at least `at_least`: the tail has
@@ -85,15 +114,11 @@ impl Changes {
     /// Applies one change: the cache forgets what it changed, then the feeds hear of it.
     fn apply(&self, event: AuditEvent) {
         self.cache.begin(event.revision);
-        match (event.kind, &event.contractor_id) {
-            (kind, _) if kind.leaves_grants() => {}
-            (_, Some(contractor_id)) => {
-                self.cache.drop_account(contractor_id);
-                for absorbed in &event.absorbed_contractor_ids {
-                    self.cache.drop_account(absorbed);
-                }
-            }
-            (_, None) => self.cache.clear(),
+        if !event.kind.leaves_grants() {
+            self.forget(
+                event.contractor_id.as_deref(),
+                &event.absorbed_contractor_ids,
+            );
         }
         self.cache.applied_through(event.revision);
         if event.kind != ChangeKind::PinRead {
@@ -189,12 +214,12 @@ impl Store {
                 let mut listener = PgListener::connect_with(pool).await?;
                 listener.listen(CHANNEL).await?;
                 tracing::debug!("listening for changes committed through other replicas");
-                self.changes.wake();
+                self.changes.wake.notify_one();
                 loop {
                     // A notification, or `None` when the connection was lost and made again
                     // (notifications may have been missed): either way the tail reads.
                     listener.try_recv().await?;
-                    self.changes.wake();
+                    self.changes.wake.notify_one();
                 }
             };
             let result: std::result::Result<(), sea_orm::sqlx::Error> = listened.await;
@@ -233,14 +258,6 @@ impl Store {
 
     /// The latest revision committed.
     pub(crate) async fn latest_revision(&self) -> Result<Revision> {
-        self.db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                "SELECT value FROM revision_counter WHERE id = 1",
-            ))
-            .await?
-            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?
-            .try_get_by_index(0)
-            .map_err(Error::from)
+        current_revision(&self.db).await
     }
 }
