@@ -20,6 +20,7 @@ mod merges;
 mod migration;
 mod permissions;
 mod records;
+mod seed;
 mod staff;
 
 use std::future::Future;
@@ -45,6 +46,7 @@ pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin, Viewer,
 };
+pub use seed::{SeedCounts, SeedLink, SeedMembership, Seeding};
 pub use staff::ContractorQuery;
 
 use audit::{Change, record};
