@@ -199,6 +199,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::ManagerAppointed => pb::ChangeKind::ManagerAppointed,
         ChangeKind::LegacyImported => pb::ChangeKind::LegacyImported,
         ChangeKind::LegacyCustomerLinked => pb::ChangeKind::LegacyCustomerLinked,
+        ChangeKind::Seeded => pb::ChangeKind::Seeded,
     }
 }
 

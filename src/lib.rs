@@ -15,6 +15,7 @@ mod limits;
 mod middleware;
 mod redact;
 pub mod secrets;
+pub mod seed;
 mod services;
 pub mod startup;
 pub mod tls;

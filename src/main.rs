@@ -61,6 +61,29 @@ enum Command {
         #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..=3650))]
         customer_pin_days: u32,
     },
+    /// Write a generated, realistic data set (test data) into an empty database, quickly: the
+    /// rows the API would write, with PINs sealed by the configured PIN secret, in one
+    /// transaction with one revision and one audit event. Refuses a database that holds
+    /// customers or accounts. Described in docs/seed.md.
+    Seed {
+        /// Customers to register.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        /// Accounts to register, each with 1 to 3 Managers and 0 to 20 associates.
+        #[arg(long, default_value_t = 200_000)]
+        contractors: usize,
+        /// Applications to link to the accounts.
+        #[arg(long, default_value_t = 5_000_000)]
+        applications: usize,
+        /// Shapes the data the same way on every run (names, memberships, permissions, links);
+        /// a random one, printed, by default.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write mandate-bench's sample (mode 600, it holds PINs): checks with their
+        /// expected answers, applications, PINs and Manager/associate pairs. It must not exist.
+        #[arg(long)]
+        sample: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +152,23 @@ async fn main() -> ExitCode {
                     + chrono::Duration::days(i64::from(customer_pin_days)),
             };
             import_legacy(&cli.settings, &files).await
+        }
+        Command::Seed {
+            customers,
+            contractors,
+            applications,
+            seed,
+            sample,
+        } => {
+            seed_database(
+                &cli.settings,
+                customers,
+                contractors,
+                applications,
+                seed,
+                sample.as_deref(),
+            )
+            .await
         }
     };
     match outcome {
@@ -272,6 +312,73 @@ async fn import_legacy(settings: &Settings, files: &ImportFiles<'_>) -> Result<(
         ),
         (false, Some(revision)) => println!("no new PINs; revision {revision}"),
         (_, None) => println!("nothing new: nothing changed"),
+    }
+    Ok(())
+}
+
+/// On a terminal, one line that counts what a long command has done; in a log or a pipe,
+/// nothing.
+fn progress_line() -> impl FnMut(&str, usize, usize) {
+    let terminal = std::io::stderr().is_terminal();
+    move |stage: &str, done: usize, total: usize| {
+        if terminal {
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\r{stage}: {done} of {total} ({percent}%)\x1b[K");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+/// `mandate seed …`.
+async fn seed_database(
+    settings: &Settings,
+    customers: usize,
+    contractors: usize,
+    applications: usize,
+    seed: Option<u64>,
+    sample: Option<&std::path::Path>,
+) -> Result<(), StartupError> {
+    let seed = match seed {
+        Some(seed) => seed,
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes)
+                .map_err(|err| StartupError::Invalid(format!("no random seed: {err}")))?;
+            u64::from_le_bytes(bytes)
+        }
+    };
+    let store = mandate::startup::open_store(settings).await?;
+    let vault = mandate::startup::open_vault(settings, &store).await?;
+    let started = std::time::Instant::now();
+    let options = mandate::seed::SeedOptions {
+        customers,
+        contractors,
+        applications,
+        seed,
+        sample,
+    };
+    let mut progress = progress_line();
+    let summary = mandate::seed::seed(&store, &vault, &options, &mut progress)
+        .await
+        .map_err(|err| StartupError::Invalid(err.to_string()))?;
+    let counts = summary.counts;
+    println!(
+        "seeded {} customers, {} accounts, {} memberships, {} application links in {:.1} s \
+         (seed {seed}); revision {}",
+        counts.customers,
+        counts.contractors,
+        counts.memberships,
+        counts.links,
+        started.elapsed().as_secs_f64(),
+        summary.revision
+    );
+    if let (Some(path), Some(entries)) = (sample, summary.sample_entries) {
+        println!(
+            "benchmark sample: {entries} entries in {} (mode 600: it holds PINs)",
+            path.display()
+        );
     }
     Ok(())
 }

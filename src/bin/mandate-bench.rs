@@ -1,27 +1,42 @@
-//! `mandate-bench`: latency of Mandate's hot RPCs against a running server, from a simple loop.
+//! `mandate-bench`: throughput and latency of Mandate's hot RPCs against a running server.
 //!
-//! It registers its own customers and account (unique names, so any database will do), then
-//! times `CheckPermission` and `SetPermissions` one call after another and prints the median,
-//! 99th percentile and maximum of each. With `--guessers N`, N clients keep entering wrong PINs
-//! meanwhile, as a PIN-guessing attack would, and their rate is printed too. With
-//! `--connections N --in-flight C`, it also keeps C calls in flight over N connections for
-//! `--duration-secs`, first for the Health check (the empty-RPC floor), then for
-//! CheckPermission and for CheckPermissions of 100 checks, and prints each one's rate,
-//! percentiles and ratio to the floor.
+//! Each scenario keeps calls going over `--connections` connections for `--warmup-secs`
+//! (discarded), then for `--duration-secs` (measured): closed loop by default (`--in-flight`
+//! calls in flight at all times), or open loop at a fixed `--rate` of calls a second, whose
+//! latency runs from the moment a call was due to be sent, so a server that falls behind shows
+//! it in the percentiles rather than hiding it (no coordinated omission). Percentiles come from
+//! an HdrHistogram (p50, p90, p99, p99.9, max). The Health check runs first, with the same
+//! client and connections, as the empty-RPC floor; every scenario is also reported as a ratio
+//! to it. `--json FILE` writes the table as JSON too.
+//!
+//! Scenarios (`--scenario`, repeatable; all by default): `check` (CheckPermission on an
+//! account), `check-by-application`, `batch` (CheckPermissions of 100 checks), `list-accessible`
+//! (ListAccessibleApplications), `set-permissions` (a Manager changes a non-Manager associate)
+//! and `associate-by-pin` (a new customer registers and enters a PIN: two calls, timed
+//! together, as a first sign-in does). Every check's answer is compared with the expected one;
+//! a wrong answer counts as an error.
+//!
+//! The data comes from `--sample FILE`, written by `mandate seed --sample FILE`; without it the
+//! benchmark registers a little data of its own (unique names, so any database will do).
+//! `--iterations N` also times CheckPermission and SetPermissions one call after another first;
+//! `--guessers N` keeps N clients entering wrong PINs throughout; `--merge-associates N` times
+//! MergeContractors of two accounts with N associates each.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
 use mandate::CUSTOMER_HEADER;
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
 use mandate::pb::{
     AssociateByPinRequest, CheckPermissionRequest, CheckPermissionsRequest, Contact,
-    MailingAddress, MergeContractorsRequest, Permission, RegisterContractorRequest,
-    RegisterCustomerRequest, SetPermissionsRequest, check_permissions_result,
+    LinkApplicationRequest, ListAccessibleApplicationsRequest, MailingAddress,
+    MergeContractorsRequest, Permission, RegisterContractorRequest, RegisterCustomerRequest,
+    SetPermissionsRequest, check_permissions_result,
 };
 use mandate_domain::pin::Pin;
 use tonic::Request;
@@ -30,23 +45,50 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-/// Times CheckPermission and SetPermissions against a running Mandate server.
+/// Measures Mandate's hot RPCs against a running server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// The server to measure.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// An API key with the portal and check scopes (the bootstrap key will do).
+    /// An API key with the portal, check and records scopes (the bootstrap key will do).
     #[arg(long, env = "MANDATE_API_KEY", hide_env_values = true)]
     key: String,
-    /// Timed calls per RPC.
-    #[arg(long, default_value_t = 2000)]
+    /// The sample written by `mandate seed --sample`; without it the benchmark registers its
+    /// own data.
+    #[arg(long)]
+    sample: Option<std::path::PathBuf>,
+    /// A scenario to run; repeat for several. All of them by default.
+    #[arg(long = "scenario", value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Connections the calls are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Calls in flight at once across the connections (closed loop).
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Calls a second, sent on schedule whatever the answers (open loop), instead of keeping
+    /// `--in-flight` calls going.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Seconds of each scenario before measuring starts.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Seconds each scenario is measured.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Time CheckPermission and SetPermissions this many times one call after another first;
+    /// 0 to skip.
+    #[arg(long, default_value_t = 0)]
     iterations: usize,
-    /// Untimed calls per RPC before timing starts.
+    /// Untimed calls per RPC before the one-at-a-time timing starts.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
-    /// Concurrent clients entering wrong PINs (AssociateByPin) while the calls are timed.
+    /// Concurrent clients entering wrong PINs (AssociateByPin) while the scenarios run.
     #[arg(long, default_value_t = 0)]
     guessers: usize,
     /// Wrong PINs a second across all guessers; 0 for as fast as they can.
@@ -56,214 +98,300 @@ struct Args {
     /// many associates each, half of them on both; 0 to skip.
     #[arg(long, default_value_t = 0)]
     merge_associates: usize,
-    /// Also run each scenario (the Health check as the empty-RPC floor, then CheckPermission)
-    /// over this many connections, with `--in-flight` calls in flight in all; 0 to skip.
-    #[arg(long, default_value_t = 0)]
-    connections: usize,
-    /// Calls in flight at once across the connections, for `--connections`.
-    #[arg(long, default_value_t = 64)]
-    in_flight: usize,
-    /// Seconds each concurrent scenario is measured, after one second of warm-up.
-    #[arg(long, default_value_t = 5)]
-    duration_secs: u64,
+}
+
+/// What a scenario calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Check,
+    CheckByApplication,
+    Batch,
+    ListAccessible,
+    SetPermissions,
+    AssociateByPin,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] = [
+        Scenario::Check,
+        Scenario::CheckByApplication,
+        Scenario::Batch,
+        Scenario::ListAccessible,
+        Scenario::SetPermissions,
+        Scenario::AssociateByPin,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Check => "check",
+            Scenario::CheckByApplication => "check-by-application",
+            Scenario::Batch => "batch",
+            Scenario::ListAccessible => "list-accessible",
+            Scenario::SetPermissions => "set-permissions",
+            Scenario::AssociateByPin => "associate-by-pin",
+        }
+    }
 }
 
 type Failure = Box<dyn std::error::Error>;
 
+/// The data the scenarios draw on: what to ask, and what the answer must be.
+#[derive(Default)]
+struct Sample {
+    /// (customer, account, permission, allowed).
+    checks: Vec<(String, String, Permission, bool)>,
+    /// (application, permission, a customer who may, one who may not).
+    applications: Vec<(String, Permission, String, String)>,
+    /// (account, PIN).
+    pins: Vec<(String, String)>,
+    /// (account, a Manager, an associate who is not one).
+    managed: Vec<(String, String, String)>,
+}
+
+impl Sample {
+    /// Reads the sample `mandate seed --sample` wrote.
+    fn read(path: &std::path::Path) -> Result<Self, Failure> {
+        let mut reader = csv::Reader::from_path(path)
+            .map_err(|e| format!("cannot read the sample {}: {e}", path.display()))?;
+        let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+        if header != mandate::seed::SAMPLE_COLUMNS {
+            return Err(format!(
+                "{} is not a sample of `mandate seed` (its columns are {header:?})",
+                path.display()
+            )
+            .into());
+        }
+        let mut sample = Sample::default();
+        for record in reader.records() {
+            let record = record?;
+            let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
+            match record.get(0).unwrap_or_default() {
+                "check" => sample.checks.push((
+                    field(2),
+                    field(1),
+                    permission(&field(5))?,
+                    field(6) == "true",
+                )),
+                "application" => {
+                    sample
+                        .applications
+                        .push((field(4), permission(&field(5))?, field(2), field(3)))
+                }
+                "pin" => sample.pins.push((field(1), field(7))),
+                "manage" => sample.managed.push((field(1), field(2), field(3))),
+                other => return Err(format!("unknown sample entry kind {other:?}").into()),
+            }
+        }
+        Ok(sample)
+    }
+
+    /// Registers a little data on a server of any content: an account with its Manager, an
+    /// associate holding Pay, a second associate for SetPermissions, a customer of no account,
+    /// and an application linked to the account.
+    async fn register(channel: &Authed, run: u128) -> Result<Self, Failure> {
+        let mut identity = IdentityServiceClient::new(channel.clone());
+        let mut contractors = ContractorServiceClient::new(channel.clone());
+        let mut permissions = PermissionServiceClient::new(channel.clone());
+        let mut customer = async |name: &str| -> Result<String, Failure> {
+            Ok(identity
+                .register_customer(RegisterCustomerRequest {
+                    external_subject: format!("bench|{run}|{name}"),
+                    display_name: format!("Bench {name}"),
+                    email: format!("{name}@bench.example.ca"),
+                })
+                .await?
+                .into_inner()
+                .customer
+                .ok_or("no customer in the response")?
+                .customer_id)
+        };
+        let manager = customer("manager").await?;
+        let associate = customer("associate").await?;
+        let worker = customer("worker").await?;
+        let outsider = customer("outsider").await?;
+        let registered = contractors
+            .register_contractor(acting(
+                &manager,
+                bench_account("Bench Builders Inc.".into()),
+            )?)
+            .await?
+            .into_inner();
+        let account = registered
+            .contractor
+            .ok_or("no contractor in the response")?
+            .contractor_id;
+        for member in [&associate, &worker] {
+            contractors
+                .associate_by_pin(acting(
+                    member,
+                    AssociateByPinRequest {
+                        pin: registered.pin.clone(),
+                    },
+                )?)
+                .await?;
+        }
+        permissions
+            .set_permissions(acting(
+                &manager,
+                SetPermissionsRequest {
+                    contractor_id: account.clone(),
+                    customer_id: associate.clone(),
+                    permissions: vec![Permission::Pay as i32],
+                    expire_time: None,
+                },
+            )?)
+            .await?;
+        let application = format!("{}-{:06} BLD", 20 + run % 7, run % 1_000_000);
+        permissions
+            .link_application(LinkApplicationRequest {
+                application_id: application.clone(),
+                contractor_id: account.clone(),
+            })
+            .await?;
+        Ok(Sample {
+            checks: vec![
+                (associate.clone(), account.clone(), Permission::Pay, true),
+                (
+                    associate.clone(),
+                    account.clone(),
+                    Permission::Manage,
+                    false,
+                ),
+                (manager.clone(), account.clone(), Permission::Apply, true),
+                (outsider.clone(), account.clone(), Permission::Pay, false),
+            ],
+            applications: vec![(application, Permission::Pay, associate, outsider)],
+            pins: vec![(account.clone(), registered.pin)],
+            managed: vec![(account, manager, worker)],
+        })
+    }
+
+    /// Whether `scenario` has what it needs.
+    fn serves(&self, scenario: Scenario) -> bool {
+        match scenario {
+            Scenario::Check | Scenario::Batch | Scenario::ListAccessible => !self.checks.is_empty(),
+            Scenario::CheckByApplication => !self.applications.is_empty(),
+            Scenario::SetPermissions => !self.managed.is_empty(),
+            Scenario::AssociateByPin => !self.pins.is_empty(),
+        }
+    }
+}
+
+/// A permission as the sample names it.
+fn permission(name: &str) -> Result<Permission, Failure> {
+    Ok(match name {
+        "apply" => Permission::Apply,
+        "pay" => Permission::Pay,
+        "inspections" => Permission::Inspections,
+        "upload_files" => Permission::UploadFiles,
+        "manage" => Permission::Manage,
+        other => return Err(format!("unknown permission {other:?} in the sample").into()),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let channel = InterceptedService::new(
-        Channel::from_shared(args.target.clone())?.connect().await?,
-        WithKey(format!("Bearer {}", args.key.trim()).parse()?),
-    );
-    let mut identity = IdentityServiceClient::new(channel.clone());
-    let mut contractors = ContractorServiceClient::new(channel.clone());
-    let mut permissions = PermissionServiceClient::new(channel.clone());
-
+    let key: MetadataValue<Ascii> = format!("Bearer {}", args.key.trim()).parse()?;
+    let mut pool = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        pool.push(InterceptedService::new(
+            Channel::from_shared(args.target.clone())?.connect().await?,
+            WithKey(key.clone()),
+        ));
+    }
+    let channel = pool[0].clone();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
-    let mut customer = async |name: &str| -> Result<String, Failure> {
-        let response = identity
-            .register_customer(RegisterCustomerRequest {
-                external_subject: format!("bench|{run}|{name}"),
-                display_name: format!("Bench {name}"),
-                email: format!("{name}@bench.example.ca"),
-            })
-            .await?
-            .into_inner();
-        Ok(response
-            .customer
-            .ok_or("no customer in the response")?
-            .customer_id)
+    let sample = Arc::new(match &args.sample {
+        Some(path) => Sample::read(path)?,
+        None => Sample::register(&channel, run).await?,
+    });
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
     };
-    let manager = customer("manager").await?;
-    let associate = customer("associate").await?;
-    let registered = contractors
-        .register_contractor(acting(
-            &manager,
-            bench_account("Bench Builders Inc.".into()),
-        )?)
-        .await?
-        .into_inner();
-    let contractor_id = registered
-        .contractor
-        .ok_or("no contractor in the response")?
-        .contractor_id;
-    contractors
-        .associate_by_pin(acting(
-            &associate,
-            AssociateByPinRequest {
-                pin: registered.pin,
-            },
-        )?)
-        .await?;
 
-    let guesser = customer("guesser").await?;
+    let guesser = IdentityServiceClient::new(channel.clone())
+        .register_customer(RegisterCustomerRequest {
+            external_subject: format!("bench|{run}|guesser"),
+            display_name: "Bench guesser".into(),
+            email: "guesser@bench.example.ca".into(),
+        })
+        .await?
+        .into_inner()
+        .customer
+        .ok_or("no customer in the response")?
+        .customer_id;
     let guessing = Guessing::start(&channel, &guesser, args.guessers, args.guess_rate);
 
-    let set = |round: usize| SetPermissionsRequest {
-        contractor_id: contractor_id.clone(),
-        customer_id: associate.clone(),
-        permissions: if round.is_multiple_of(2) {
-            vec![Permission::Pay as i32]
-        } else {
-            vec![Permission::Pay as i32, Permission::Inspections as i32]
-        },
-        expire_time: None,
+    let sequential = if args.iterations > 0 {
+        Some(one_at_a_time(&channel, run, args.warmup, args.iterations).await?)
+    } else {
+        None
     };
-    let set_latencies = time(args.warmup, args.iterations, async |round| {
-        permissions
-            .set_permissions(acting(&manager, set(round))?)
-            .await?;
-        Ok(())
-    })
-    .await?;
-    let check = CheckPermissionRequest {
-        customer_id: associate.clone(),
-        permission: Permission::Pay as i32,
-        contractor_id: contractor_id.clone(),
-        application_id: String::new(),
-        at_least_revision: 0,
-    };
-    let check_latencies = time(args.warmup, args.iterations, async |_| {
-        let decision = permissions
-            .check_permission(check.clone())
-            .await?
-            .into_inner();
-        if !decision.allowed {
-            return Err("the benchmark's check was denied".into());
-        }
-        Ok(())
-    })
-    .await?;
 
-    let mut loads = Vec::new();
-    if args.connections > 0 {
-        let mut pool = Vec::new();
-        for _ in 0..args.connections {
-            pool.push(InterceptedService::new(
-                Channel::from_shared(args.target.clone())?.connect().await?,
-                WithKey(format!("Bearer {}", args.key.trim()).parse()?),
-            ));
+    let load = Load {
+        pool: pool.clone(),
+        in_flight: args.in_flight.max(1),
+        rate: args.rate,
+        warmup: Duration::from_secs(args.warmup_secs),
+        duration: Duration::from_secs(args.duration_secs.max(1)),
+    };
+    let mut results = vec![("health (floor)", load.run(health_call()).await?)];
+    let joins = Arc::new(AtomicU64::new(0));
+    for scenario in scenarios {
+        if !sample.serves(scenario) {
+            eprintln!(
+                "skipping {}: the sample has nothing for it",
+                scenario.name()
+            );
+            continue;
         }
-        let health: Call = Arc::new(|channel: Authed| {
-            Box::pin(async move {
-                tonic_health::pb::health_client::HealthClient::new(channel)
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.to_string())
-            })
-        });
-        let check_request = check.clone();
-        let checking: Call = Arc::new(move |channel: Authed| {
-            let request = check_request.clone();
-            Box::pin(async move {
-                let decision = PermissionServiceClient::new(channel)
-                    .check_permission(request)
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner();
-                if decision.allowed {
-                    Ok(())
-                } else {
-                    Err("the benchmark's check was denied".to_owned())
-                }
-            })
-        });
-        let batch_request = CheckPermissionsRequest {
-            items: vec![check.clone(); BATCH_ITEMS],
-        };
-        let batching: Call = Arc::new(move |channel: Authed| {
-            let request = batch_request.clone();
-            Box::pin(async move {
-                let results = PermissionServiceClient::new(channel)
-                    .check_permissions(request)
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner()
-                    .results;
-                let allowed = results
-                    .iter()
-                    .filter(|r| {
-                        matches!(&r.outcome, Some(check_permissions_result::Outcome::Decision(d)) if d.allowed)
-                    })
-                    .count();
-                if allowed == BATCH_ITEMS {
-                    Ok(())
-                } else {
-                    Err(format!("{allowed} of {BATCH_ITEMS} batch checks allowed"))
-                }
-            })
-        });
-        let duration = Duration::from_secs(args.duration_secs);
-        for (name, call) in [
-            ("Health (empty)", health),
-            ("CheckPermission", checking),
-            ("CheckPermissions", batching),
-        ] {
-            loads.push((name, load(&pool, args.in_flight, duration, call).await?));
-        }
+        let call = scenario_call(scenario, sample.clone(), run, joins.clone());
+        results.push((scenario.name(), load.run(call).await?));
     }
     let guesses = guessing.stop().await?;
     let mut merges = Vec::new();
     for round in 0..MERGE_ROUNDS.min(args.merge_associates) {
         merges.push(time_merge(&channel, &format!("{run}-{round}"), args.merge_associates).await?);
     }
-    println!(
-        "target {} — {} timed calls per RPC, one at a time",
-        args.target, args.iterations
-    );
-    println!(
-        "{:<16} {:>10} {:>10} {:>10} {:>10}",
-        "rpc", "p50 ms", "p99 ms", "max ms", "calls/s"
-    );
-    report("CheckPermission", check_latencies);
-    report("SetPermissions", set_latencies);
-    if let Some((_, floor)) = loads.first() {
-        let floor = floor.rate();
+
+    if let Some((check, set)) = sequential {
         println!(
-            "\n{} connections, {} in flight, {} s each (after 1 s of warm-up), same client:",
-            args.connections, args.in_flight, args.duration_secs
+            "target {} — {} timed calls per RPC, one at a time",
+            args.target, args.iterations
         );
         println!(
-            "{:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8}",
-            "scenario", "calls/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "ratio"
+            "{:<16} {:>10} {:>10} {:>10} {:>10}",
+            "rpc", "p50 ms", "p99 ms", "max ms", "calls/s"
         );
-        for (name, measured) in &loads {
-            let ms = |q| measured.quantile(q).as_secs_f64() * 1000.0;
-            println!(
-                "{name:<16} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8.2}",
-                measured.rate(),
-                ms(0.50),
-                ms(0.90),
-                ms(0.99),
-                ms(0.999),
-                measured.rate() / floor.max(f64::EPSILON)
-            );
+        report("CheckPermission", check);
+        report("SetPermissions", set);
+        println!();
+    }
+    let mode = match args.rate {
+        Some(rate) => format!("open loop at {rate} calls/s"),
+        None => format!("closed loop, {} in flight", load.in_flight),
+    };
+    println!(
+        "target {} — {mode} over {} connections; {} s warm-up, {} s measured per scenario; \
+         data: {}",
+        args.target,
+        pool.len(),
+        args.warmup_secs,
+        load.duration.as_secs(),
+        match &args.sample {
+            Some(path) => format!("sample {}", path.display()),
+            None => "registered by the benchmark".to_owned(),
         }
+    );
+    print_table(&results);
+    if let Some(path) = &args.json {
+        std::fs::write(path, json(&args, &mode, &results))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if !merges.is_empty() {
         let ms: Vec<String> = merges
@@ -285,73 +413,562 @@ async fn main() -> Result<(), Failure> {
             count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
         );
     }
+    let errors: u64 = results.iter().map(|(_, m)| m.errors).sum();
+    if errors > 0 {
+        return Err(format!("{errors} calls failed or answered wrongly").into());
+    }
     Ok(())
 }
 
-/// One call of a concurrent scenario on a connection; an error (or a wrong answer) ends the run.
+/// What one call did: the decisions it carried (checks answered), or why it failed.
+type Outcome = Result<u64, String>;
+
+/// One call of a scenario on a connection; `n` numbers the calls, to vary what they ask.
 type Call = Arc<
-    dyn Fn(Authed) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-        + Send
-        + Sync,
+    dyn Fn(Authed, u64) -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync,
 >;
 
-/// Checks in each `CheckPermissions` call of the concurrent scenarios.
+/// Checks in each `CheckPermissions` call of the batch scenario.
 const BATCH_ITEMS: usize = 100;
 
-/// What a concurrent scenario measured.
+/// A number in `0..n` picked from `x` (a call number), spread well.
+fn spread(x: u64, n: usize) -> usize {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((u128::from(z) * n as u128) >> 64) as usize
+}
+
+fn health_call() -> Call {
+    Arc::new(|channel: Authed, _| {
+        Box::pin(async move {
+            tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|_| 0)
+                .map_err(|status| status.to_string())
+        })
+    })
+}
+
+fn check_request(entry: &(String, String, Permission, bool)) -> CheckPermissionRequest {
+    CheckPermissionRequest {
+        customer_id: entry.0.clone(),
+        permission: entry.2 as i32,
+        contractor_id: entry.1.clone(),
+        application_id: String::new(),
+        at_least_revision: 0,
+    }
+}
+
+/// The call of `scenario`, drawing on `sample`.
+fn scenario_call(
+    scenario: Scenario,
+    sample: Arc<Sample>,
+    run: u128,
+    joins: Arc<AtomicU64>,
+) -> Call {
+    match scenario {
+        Scenario::Check => Arc::new(move |channel: Authed, n| {
+            let entry = &sample.checks[spread(n, sample.checks.len())];
+            let (request, expected) = (check_request(entry), entry.3);
+            Box::pin(async move {
+                let decision = PermissionServiceClient::new(channel)
+                    .check_permission(request)
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                if decision.allowed == expected {
+                    Ok(1)
+                } else {
+                    Err(format!(
+                        "a check answered {decision:?}, expected allowed = {expected}"
+                    ))
+                }
+            })
+        }),
+        Scenario::CheckByApplication => Arc::new(move |channel: Authed, n| {
+            let (application, permission, may, may_not) =
+                &sample.applications[spread(n, sample.applications.len())];
+            let expected = n % 2 == 0;
+            let request = CheckPermissionRequest {
+                customer_id: if expected {
+                    may.clone()
+                } else {
+                    may_not.clone()
+                },
+                permission: *permission as i32,
+                contractor_id: String::new(),
+                application_id: application.clone(),
+                at_least_revision: 0,
+            };
+            Box::pin(async move {
+                let decision = PermissionServiceClient::new(channel)
+                    .check_permission(request)
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                if decision.allowed == expected {
+                    Ok(1)
+                } else {
+                    Err(format!(
+                        "a check by application answered {decision:?}, expected allowed = \
+                         {expected}"
+                    ))
+                }
+            })
+        }),
+        Scenario::Batch => Arc::new(move |channel: Authed, n| {
+            let entries: Vec<&(String, String, Permission, bool)> = (0..BATCH_ITEMS as u64)
+                .map(|i| &sample.checks[spread(n * BATCH_ITEMS as u64 + i, sample.checks.len())])
+                .collect();
+            let expected: Vec<bool> = entries.iter().map(|e| e.3).collect();
+            let request = CheckPermissionsRequest {
+                items: entries.into_iter().map(check_request).collect(),
+            };
+            Box::pin(async move {
+                let results = PermissionServiceClient::new(channel)
+                    .check_permissions(request)
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner()
+                    .results;
+                let answers: Vec<Option<bool>> = results
+                    .iter()
+                    .map(|r| match &r.outcome {
+                        Some(check_permissions_result::Outcome::Decision(d)) => Some(d.allowed),
+                        _ => None,
+                    })
+                    .collect();
+                let right = answers
+                    .iter()
+                    .zip(&expected)
+                    .filter(|(answer, expected)| **answer == Some(**expected))
+                    .count();
+                if right == expected.len() && answers.len() == expected.len() {
+                    Ok(BATCH_ITEMS as u64)
+                } else {
+                    Err(format!(
+                        "{right} of {} batch checks answered as expected",
+                        expected.len()
+                    ))
+                }
+            })
+        }),
+        Scenario::ListAccessible => Arc::new(move |channel: Authed, n| {
+            let (customer, _, permission, _) = &sample.checks[spread(n, sample.checks.len())];
+            let request = ListAccessibleApplicationsRequest {
+                customer_id: customer.clone(),
+                permission: *permission as i32,
+                page_size: 50,
+                page_token: String::new(),
+            };
+            Box::pin(async move {
+                PermissionServiceClient::new(channel)
+                    .list_accessible_applications(request)
+                    .await
+                    .map(|_| 0)
+                    .map_err(|status| status.to_string())
+            })
+        }),
+        Scenario::SetPermissions => Arc::new(move |channel: Authed, n| {
+            let (account, manager, associate) = &sample.managed[spread(n, sample.managed.len())];
+            // Any set without Manage: the associate never becomes or stops being a Manager.
+            let bits = 1 + spread(n ^ 0x5e7, 15);
+            let permissions = [
+                Permission::Apply,
+                Permission::Pay,
+                Permission::Inspections,
+                Permission::UploadFiles,
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, p)| p as i32)
+            .collect();
+            let request = acting(
+                manager,
+                SetPermissionsRequest {
+                    contractor_id: account.clone(),
+                    customer_id: associate.clone(),
+                    permissions,
+                    expire_time: None,
+                },
+            )
+            .map_err(|e| e.to_string());
+            Box::pin(async move {
+                PermissionServiceClient::new(channel)
+                    .set_permissions(request?)
+                    .await
+                    .map(|_| 0)
+                    .map_err(|status| status.to_string())
+            })
+        }),
+        Scenario::AssociateByPin => Arc::new(move |channel: Authed, n| {
+            let (account, pin) = sample.pins[spread(n, sample.pins.len())].clone();
+            let joiner = joins.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async move {
+                let customer = IdentityServiceClient::new(channel.clone())
+                    .register_customer(RegisterCustomerRequest {
+                        external_subject: format!("bench|{run}|joiner-{joiner}"),
+                        display_name: format!("Joiner {joiner}"),
+                        email: format!("joiner-{joiner}@bench.example.ca"),
+                    })
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner()
+                    .customer
+                    .ok_or("no customer in the response")?
+                    .customer_id;
+                let joined = ContractorServiceClient::new(channel)
+                    .associate_by_pin(
+                        acting(&customer, AssociateByPinRequest { pin })
+                            .map_err(|e| e.to_string())?,
+                    )
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                match joined.contractor {
+                    Some(c) if c.contractor_id == account => Ok(0),
+                    other => Err(format!("a PIN of {account} associated with {other:?}")),
+                }
+            })
+        }),
+    }
+}
+
+/// How the scenarios are driven.
+struct Load {
+    pool: Vec<Authed>,
+    in_flight: usize,
+    rate: Option<u32>,
+    warmup: Duration,
+    duration: Duration,
+}
+
+/// What a scenario measured.
 struct Measured {
-    latencies: Vec<Duration>,
+    /// Latencies in microseconds.
+    histogram: Histogram<u64>,
+    /// Calls measured (after the warm-up), failed ones included.
+    calls: u64,
+    errors: u64,
+    decisions: u64,
+    /// The first error, to show.
+    first_error: Option<String>,
     elapsed: Duration,
 }
 
 impl Measured {
     fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+        (self.calls - self.errors) as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
-    fn quantile(&self, q: f64) -> Duration {
-        let index = ((self.latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
-        self.latencies.get(index).copied().unwrap_or_default()
+    fn decision_rate(&self) -> f64 {
+        self.decisions as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// The latency at quantile `q`, in milliseconds.
+    fn ms(&self, q: f64) -> f64 {
+        self.histogram.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.histogram.max() as f64 / 1000.0
     }
 }
 
-/// Keeps `in_flight` calls going over the connections of `pool` (spread evenly) for one second
-/// of warm-up, then for `duration`, timed; every call must succeed.
-async fn load(
-    pool: &[Authed],
-    in_flight: usize,
-    duration: Duration,
-    call: Call,
-) -> Result<Measured, Failure> {
-    let warm = Instant::now() + Duration::from_secs(1);
-    let end = warm + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..in_flight.max(1) {
-        let channel = pool[n % pool.len()].clone();
-        let call = call.clone();
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let start = Instant::now();
-                if start >= end {
-                    return Ok::<_, String>(latencies);
-                }
-                call(channel.clone()).await?;
-                if start >= warm {
-                    latencies.push(start.elapsed());
+/// Where the calls of a scenario record what they did.
+struct Recorder {
+    histogram: Mutex<Histogram<u64>>,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    decisions: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Recorder {
+    fn new() -> Result<Self, Failure> {
+        Ok(Self {
+            // 1 µs to 10 minutes, three significant digits.
+            histogram: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            decisions: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        })
+    }
+
+    fn record(&self, latency: Duration, outcome: Outcome) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(decisions) => {
+                self.decisions.fetch_add(decisions, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert(error);
                 }
             }
-        });
+        }
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut histogram) = self.histogram.lock() {
+            histogram.saturating_record(micros.max(1));
+        }
     }
-    let mut latencies = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        latencies.extend(done??);
+
+    fn measured(self, elapsed: Duration) -> Measured {
+        let histogram = self
+            .histogram
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Measured {
+            histogram,
+            calls: self.calls.into_inner(),
+            errors: self.errors.into_inner(),
+            decisions: self.decisions.into_inner(),
+            first_error: self
+                .first_error
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            elapsed,
+        }
     }
-    latencies.sort();
-    Ok(Measured {
-        latencies,
-        elapsed: duration,
+}
+
+impl Load {
+    /// Runs `call` for the warm-up, then for the measured duration; a failed call is counted,
+    /// not fatal.
+    async fn run(&self, call: Call) -> Result<Measured, Failure> {
+        let recorder = Arc::new(Recorder::new()?);
+        let start = Instant::now();
+        let warm = start + self.warmup;
+        let end = warm + self.duration;
+        let elapsed = match self.rate {
+            None => {
+                self.closed(&call, &recorder, warm, end).await;
+                self.duration
+            }
+            Some(rate) => {
+                self.open(&call, &recorder, rate, warm, end).await;
+                // Every call sent is waited for: a server that fell behind answers the last
+                // ones late, and its rate is what it answered in that longer time.
+                warm.elapsed().max(self.duration)
+            }
+        };
+        let recorder = Arc::into_inner(recorder).ok_or("a call outlived its scenario")?;
+        Ok(recorder.measured(elapsed))
+    }
+
+    /// `in_flight` tasks, each calling again as soon as its call returns.
+    async fn closed(&self, call: &Call, recorder: &Arc<Recorder>, warm: Instant, end: Instant) {
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..self.in_flight {
+            let channel = self.pool[n % self.pool.len()].clone();
+            let (call, recorder, counter) = (call.clone(), recorder.clone(), counter.clone());
+            tasks.spawn(async move {
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        return;
+                    }
+                    let outcome =
+                        call(channel.clone(), counter.fetch_add(1, Ordering::Relaxed)).await;
+                    if sent >= warm {
+                        recorder.record(sent.elapsed(), outcome);
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// One call every 1/`rate` seconds whatever the answers, each timed from when it was due.
+    async fn open(
+        &self,
+        call: &Call,
+        recorder: &Arc<Recorder>,
+        rate: u32,
+        warm: Instant,
+        end: Instant,
+    ) {
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let first = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut n: u64 = 0;
+        loop {
+            let due = first + interval.mul_f64(n as f64);
+            if due >= end {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let channel = self.pool[(n as usize) % self.pool.len()].clone();
+            let (call, recorder) = (call.clone(), recorder.clone());
+            tasks.spawn(async move {
+                let outcome = call(channel, n).await;
+                if due >= warm {
+                    recorder.record(due.elapsed(), outcome);
+                }
+            });
+            n += 1;
+            // Reap finished calls as we go, so the set stays small.
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Prints the scenarios as a table, each also as a ratio to the floor (the first row).
+fn print_table(results: &[(&str, Measured)]) {
+    let Some((_, floor)) = results.first() else {
+        return;
+    };
+    println!(
+        "{:<22} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8} {:>7}",
+        "scenario",
+        "calls/s",
+        "decisions/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "errors",
+        "x rate",
+        "x p50",
+        "x p99"
+    );
+    for (name, m) in results {
+        let ratio = |a: f64, b: f64| a / b.max(f64::EPSILON);
+        println!(
+            "{name:<22} {:>9.0} {:>11} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>8.3} {:>7} {:>8.3} {:>8.2} {:>7.2}",
+            m.rate(),
+            if m.decisions > 0 {
+                format!("{:.0}", m.decision_rate())
+            } else {
+                "-".to_owned()
+            },
+            m.ms(0.50),
+            m.ms(0.90),
+            m.ms(0.99),
+            m.ms(0.999),
+            m.max_ms(),
+            m.errors,
+            ratio(m.rate(), floor.rate()),
+            ratio(m.ms(0.50), floor.ms(0.50)),
+            ratio(m.ms(0.99), floor.ms(0.99)),
+        );
+    }
+    for (name, m) in results {
+        if let Some(error) = &m.first_error {
+            println!("{name}: {} errors, the first: {error}", m.errors);
+        }
+    }
+}
+
+/// The results as JSON.
+fn json(args: &Args, mode: &str, results: &[(&str, Measured)]) -> String {
+    let text = |s: &str| {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    };
+    let floor = results.first().map(|(_, m)| m);
+    let scenarios: Vec<String> = results
+        .iter()
+        .map(|(name, m)| {
+            let ratio = |a: f64, b: Option<f64>| b.map_or(0.0, |b| a / b.max(f64::EPSILON));
+            format!(
+                "    {{\"scenario\": {}, \"calls\": {}, \"errors\": {}, \"calls_per_sec\": {:.1}, \
+                 \"decisions_per_sec\": {:.1}, \"p50_ms\": {:.3}, \"p90_ms\": {:.3}, \
+                 \"p99_ms\": {:.3}, \"p999_ms\": {:.3}, \"max_ms\": {:.3}, \
+                 \"rate_ratio\": {:.3}, \"p50_ratio\": {:.3}, \"p99_ratio\": {:.3}}}",
+                text(name),
+                m.calls,
+                m.errors,
+                m.rate(),
+                m.decision_rate(),
+                m.ms(0.50),
+                m.ms(0.90),
+                m.ms(0.99),
+                m.ms(0.999),
+                m.max_ms(),
+                ratio(m.rate(), floor.map(Measured::rate)),
+                ratio(m.ms(0.50), floor.map(|f| f.ms(0.50))),
+                ratio(m.ms(0.99), floor.map(|f| f.ms(0.99))),
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"target\": {},\n  \"mode\": {},\n  \"connections\": {},\n  \"in_flight\": {},\n  \
+         \"rate\": {},\n  \"warmup_secs\": {},\n  \"duration_secs\": {},\n  \"sample\": {},\n  \
+         \"scenarios\": [\n{}\n  ]\n}}\n",
+        text(&args.target),
+        text(mode),
+        args.connections.max(1),
+        args.in_flight.max(1),
+        args.rate.map_or("null".to_owned(), |r| r.to_string()),
+        args.warmup_secs,
+        args.duration_secs.max(1),
+        args.sample
+            .as_ref()
+            .map_or("null".to_owned(), |p| text(&p.display().to_string())),
+        scenarios.join(",\n")
+    )
+}
+
+/// Times CheckPermission and SetPermissions one call after another, on an account of the
+/// benchmark's own: returns the latencies of each.
+async fn one_at_a_time(
+    channel: &Authed,
+    run: u128,
+    warmup: usize,
+    iterations: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), Failure> {
+    let own = Sample::register(channel, run ^ 0x1).await?;
+    let mut permissions = PermissionServiceClient::new(channel.clone());
+    let (account, manager, worker) = own.managed[0].clone();
+    let set = |round: usize| SetPermissionsRequest {
+        contractor_id: account.clone(),
+        customer_id: worker.clone(),
+        permissions: if round.is_multiple_of(2) {
+            vec![Permission::Pay as i32]
+        } else {
+            vec![Permission::Pay as i32, Permission::Inspections as i32]
+        },
+        expire_time: None,
+    };
+    let set_latencies = time(warmup, iterations, async |round| {
+        permissions
+            .set_permissions(acting(&manager, set(round))?)
+            .await?;
+        Ok(())
     })
+    .await?;
+    let check = check_request(&own.checks[0]);
+    let check_latencies = time(warmup, iterations, async |_| {
+        let decision = permissions
+            .check_permission(check.clone())
+            .await?
+            .into_inner();
+        if !decision.allowed {
+            return Err("the benchmark's check was denied".into());
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((check_latencies, set_latencies))
 }
 
 /// A registration of a benchmark account named `business_name`.

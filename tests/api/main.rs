@@ -23,6 +23,7 @@ mod pki;
 mod process;
 mod races;
 mod secrecy;
+mod seed;
 mod server;
 mod staff;
 mod storage;

@@ -24,6 +24,7 @@ mod merges;
 mod migration;
 mod permissions;
 mod records;
+mod seed;
 mod staff;
 mod tail;
 
@@ -50,6 +51,7 @@ pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin, Viewer,
 };
+pub use seed::{SeedCounts, SeedLink, SeedMembership, Seeding};
 pub use staff::ContractorQuery;
 pub use tail::Subscription;
 

@@ -44,10 +44,12 @@ pub enum ChangeKind {
     ManagerAppointed,
     LegacyImported,
     LegacyCustomerLinked,
+    /// `mandate seed` wrote a generated data set (test data) into an empty database.
+    Seeded,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 16] = [
+    pub(crate) const ALL: [ChangeKind; 17] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -64,6 +66,7 @@ impl ChangeKind {
         ChangeKind::ManagerAppointed,
         ChangeKind::LegacyImported,
         ChangeKind::LegacyCustomerLinked,
+        ChangeKind::Seeded,
     ];
 
     /// The name stored in the audit trail.
@@ -85,6 +88,7 @@ impl ChangeKind {
             ChangeKind::ManagerAppointed => "manager_appointed",
             ChangeKind::LegacyImported => "legacy_imported",
             ChangeKind::LegacyCustomerLinked => "legacy_customer_linked",
+            ChangeKind::Seeded => "seeded",
         }
     }
 
