@@ -95,6 +95,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub cache_staleness_ms: u64,
 
+    /// The most denied checks waiting to be written to the trail; past it they are dropped
+    /// (and counted) rather than slowing checks.
+    #[arg(long, env = "MANDATE_DENIED_CHECK_QUEUE", default_value_t = 10_000)]
+    pub denied_check_queue: usize,
+
     /// How long, in milliseconds, a new connection may take to start its first call before it
     /// is closed.
     #[arg(long, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,

@@ -8,6 +8,7 @@ mod codec;
 pub mod config;
 mod connections;
 mod convert;
+mod denials;
 mod error;
 pub mod keys;
 pub mod legacy;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mandate_store::Store;
+use mandate_store::{DeniedCheck, Store};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::server::NamedService;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -18,6 +18,7 @@ use crate::alerts::PinFailures;
 use crate::auth::Authenticate;
 use crate::config::Settings;
 use crate::connections::{self, ConnectionLimits, TrackActivity};
+use crate::denials::{Denials, write_denials};
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::limits::CallLimits;
 use crate::middleware::AroundLayer;
@@ -76,6 +77,8 @@ pub struct Application {
     max_streams: u32,
     tls: Option<ServerTlsConfig>,
     state: Shared,
+    /// The queue of denied checks, for the task that writes them.
+    denied: mpsc::Receiver<DeniedCheck>,
 }
 
 impl Application {
@@ -103,6 +106,7 @@ impl Application {
         store.start_changes().await?;
         let keys = Arc::new(KeyRing::default());
         keys.reload(&store).await?;
+        let (denials, denied) = Denials::new(settings.denied_check_queue);
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -126,6 +130,7 @@ impl Application {
             max_calls: usize::try_from(settings.max_calls).unwrap_or(usize::MAX),
             max_streams: settings.max_streams_per_connection,
             tls,
+            denied,
             state: Arc::new(State {
                 store,
                 vault,
@@ -136,6 +141,7 @@ impl Application {
                     Duration::from_secs(settings.pin_failure_window_secs),
                 )),
                 stopping: watch::Sender::new(false),
+                denials: Arc::new(denials),
             }),
         })
     }
@@ -185,6 +191,13 @@ impl Application {
         }
         tokio::spawn(watch_database(self.state.clone(), health));
         tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
+        let served = watch::Sender::new(false);
+        let recorder = {
+            let (state, served) = (self.state.clone(), served.subscribe());
+            tokio::spawn(async move {
+                write_denials(state.store.clone(), &state.denials, self.denied, served).await;
+            })
+        };
         let state = self.state.clone();
         let mut stopping = self.state.stopping.subscribe();
         tokio::spawn(async move {
@@ -266,8 +279,13 @@ impl Application {
                 }
             }
         }
-        // The window cut short by the stop is reported too.
+        // The window cut short by the stop is reported too, and the denied checks still queued
+        // are written.
         self.state.pin_failures.report();
+        served.send_replace(true);
+        if tokio::time::timeout(grace, recorder).await.is_err() {
+            tracing::warn!("the denied checks still queued could not be written in time");
+        }
         self.state.store.close(CUT_WAIT).await;
         tracing::info!("stopped");
         Ok(())

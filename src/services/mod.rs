@@ -19,6 +19,7 @@ pub use identity::IdentityApi;
 pub use permission::PermissionApi;
 
 use crate::alerts::PinFailures;
+use crate::denials::Denials;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::PinVault;
 
@@ -36,6 +37,8 @@ pub struct State {
     /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
     /// graceful shutdown does not wait on consumers that never leave.
     pub stopping: watch::Sender<bool>,
+    /// Denied checks on their way to the trail.
+    pub denials: Arc<Denials>,
 }
 
 pub type Shared = Arc<State>;

@@ -6,7 +6,8 @@ use mandate_domain::membership::Grant;
 use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::permission::Permission;
 use mandate_store::{
-    AccountCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget, Error as StoreError,
+    AccountCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget, DeniedCheck,
+    Error as StoreError,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -18,6 +19,7 @@ use super::{FeedSlot, Shared, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult, check_error};
+use crate::keys::Client;
 use crate::pb::permission_service_server::PermissionService;
 use crate::pb::{
     AccessibleApplication, CheckPermissionRequest, CheckPermissionResponse,
@@ -41,7 +43,11 @@ pub struct PermissionApi(pub Shared);
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<WatchChangesResponse, Status>> + Send>>;
 
 impl PermissionApi {
-    async fn check(&self, item: &CheckPermissionRequest) -> ApiResult<CheckPermissionResponse> {
+    async fn check(
+        &self,
+        asker: &str,
+        item: &CheckPermissionRequest,
+    ) -> ApiResult<CheckPermissionResponse> {
         let parsed = parse_check(item)?;
         let outcome = self
             .0
@@ -56,13 +62,41 @@ impl PermissionApi {
                 parsed.at_least,
             )
             .await?;
-        answer(&parsed, outcome)
+        self.answer(asker, &parsed, outcome)
+    }
+
+    /// A check's answer from its outcome (see `answer`); a denial is queued for the denied-check
+    /// trail as the answer of `asker`, the client system.
+    fn answer(
+        &self,
+        asker: &str,
+        parsed: &ParsedCheck,
+        outcome: CheckOutcome,
+    ) -> ApiResult<CheckPermissionResponse> {
+        let reason = outcome.reason;
+        let answered = answer(parsed, outcome)?;
+        if !answered.allowed {
+            self.0.denials.record(DeniedCheck {
+                time: chrono::Utc::now(),
+                client: asker.to_owned(),
+                customer_id: parsed.customer_id.clone(),
+                permission: parsed.permission,
+                contractor_id: parsed.contractor_id.clone(),
+                application_id: parsed.application_id.clone(),
+                reason,
+            });
+        }
+        Ok(answered)
     }
 
     /// A batch's answers, in order: the checks that name only an account are decided together,
     /// in a few statements; the others one by one. What is wrong with one item is that item's
     /// answer; a database that cannot answer fails the batch, so that callers retry.
-    async fn check_batch(&self, items: &[CheckPermissionRequest]) -> ApiResult<Vec<Outcome>> {
+    async fn check_batch(
+        &self,
+        asker: &str,
+        items: &[CheckPermissionRequest],
+    ) -> ApiResult<Vec<Outcome>> {
         let parsed: Vec<ApiResult<ParsedCheck>> = items.iter().map(parse_check).collect();
         let on_accounts: Vec<(usize, &ParsedCheck)> = parsed
             .iter()
@@ -85,14 +119,18 @@ impl PermissionApi {
             .collect();
         let outcomes = self.0.store.check_accounts(&together).await?;
         for ((i, p), outcome) in on_accounts.iter().zip(outcomes) {
-            decided[*i] = Some(outcome.map_err(ApiError::from).and_then(|o| answer(p, o)));
+            decided[*i] = Some(
+                outcome
+                    .map_err(ApiError::from)
+                    .and_then(|o| self.answer(asker, p, o)),
+            );
         }
         let mut answers = Vec::with_capacity(items.len());
         for ((item, parsed), decided) in items.iter().zip(parsed).zip(decided) {
             let result = match (decided, parsed) {
                 (Some(result), _) => result,
                 (None, Err(err)) => Err(err),
-                (None, Ok(_)) => self.check(item).await,
+                (None, Ok(_)) => self.check(asker, item).await,
             };
             answers.push(match result {
                 Ok(decision) => Outcome::Decision(decision),
@@ -230,7 +268,7 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<CheckPermissionRequest>,
     ) -> Result<Response<CheckPermissionResponse>, Status> {
-        reply(self.check(request.get_ref()).await)
+        reply(self.check(asker(&request), request.get_ref()).await)
     }
 
     async fn check_permissions(
@@ -248,7 +286,7 @@ impl PermissionService for PermissionApi {
                     .into());
                 }
                 let results = self
-                    .check_batch(items)
+                    .check_batch(asker(&request), items)
                     .await?
                     .into_iter()
                     .map(|outcome| CheckPermissionsResult {
@@ -452,6 +490,14 @@ async fn stop_feed(sender: &mpsc::Sender<Result<WatchChangesResponse, Status>>, 
             "the server is stopping; reconnect with after_revision {last}"
         ))))
         .await;
+}
+
+/// The client system a check comes from, by name (the authentication layer put it there).
+fn asker<T>(request: &Request<T>) -> &str {
+    request
+        .extensions()
+        .get::<Client>()
+        .map_or("", |client| client.name.as_str())
 }
 
 /// A check whose fields are valid.

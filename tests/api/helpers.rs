@@ -149,6 +149,7 @@ impl TestDatabase {
             database_pool_size: 16,
             cache_size: 1_000_000,
             cache_staleness_ms: 1000,
+            denied_check_queue: 10_000,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
             keepalive_ms: 30_000,

@@ -8,6 +8,7 @@ mod checks;
 mod connections;
 mod contractor;
 mod deadlines;
+mod denials;
 mod faults;
 mod feed;
 mod guessing;

@@ -244,7 +244,8 @@ impl Random {
     }
 }
 
-/// Every row of every table but the PIN attempts (which a wrong PIN counts, by design), as
+/// Every row of every table but the PIN attempts (which a wrong PIN counts, by design) and the
+/// denied checks (written after the answer, by design), as
 /// text: what a failed call must leave as it was.
 struct Snapshot {
     /// One query per table, each row as one text.
@@ -261,11 +262,12 @@ impl Snapshot {
             match backend {
                 DbBackend::Postgres => {
                     "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() \
-                     AND tablename <> 'pin_attempts' ORDER BY 1"
+                     AND tablename NOT IN ('pin_attempts', 'denied_checks') ORDER BY 1"
                         .to_owned()
                 }
                 _ => "SELECT name FROM sqlite_master WHERE type = 'table' \
-                      AND name NOT LIKE 'sqlite_%' AND name <> 'pin_attempts' ORDER BY 1"
+                      AND name NOT LIKE 'sqlite_%' \
+                      AND name NOT IN ('pin_attempts', 'denied_checks') ORDER BY 1"
                     .to_owned(),
             },
         )

@@ -26,6 +26,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason's name, as the denied-check trail stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::GrantedDirectly => "granted_directly",
+            Reason::GrantedThroughManage => "granted_through_manage",
+            Reason::NotAssociated => "not_associated",
+            Reason::PermissionNotHeld => "permission_not_held",
+            Reason::GrantExpired => "grant_expired",
+            Reason::ApplicationNotLinked => "application_not_linked",
+            Reason::OwnApplication => "own_application",
+        }
+    }
+
     pub fn allows(self) -> bool {
         matches!(
             self,

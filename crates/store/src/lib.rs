@@ -14,6 +14,7 @@ mod audit;
 mod cache;
 mod contractors;
 mod customers;
+mod denials;
 mod entity;
 mod error;
 mod hygiene;
@@ -44,6 +45,7 @@ use sea_orm_migration::MigratorTrait;
 
 pub use applications::{AccountCheck, ApplicationCursor, CheckTarget};
 pub use cache::CacheStats;
+pub use denials::DeniedCheck;
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
 pub use legacy::{ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, LinkedRecord};

@@ -12,6 +12,7 @@ mod m20261201_000002_canonical_application_ids;
 mod m20261201_000003_merges;
 mod m20261201_000004_legacy;
 mod m20261202_000001_change_notifications;
+mod m20261202_000002_denied_checks;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_merges::Migration),
             Box::new(m20261201_000004_legacy::Migration),
             Box::new(m20261202_000001_change_notifications::Migration),
+            Box::new(m20261202_000002_denied_checks::Migration),
         ]
     }
 }
