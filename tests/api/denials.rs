@@ -52,7 +52,11 @@ async fn every_denied_check_is_in_the_trail_once_the_server_has_stopped(backend:
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 4, "three single checks and one batch item were denied");
+    assert_eq!(
+        rows.len(),
+        4,
+        "three single checks and one batch item were denied"
+    );
     for row in rows {
         let client: String = row.try_get_by_index(0).unwrap();
         let customer: String = row.try_get_by_index(1).unwrap();

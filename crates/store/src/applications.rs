@@ -11,8 +11,8 @@ use mandate_domain::paging::is_identifier;
 use mandate_domain::permission::{Permission, PermissionSet};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use crate::cache::Entry;
@@ -104,42 +104,12 @@ impl Store {
             .filter(|bits| PermissionSet::from_bits(*bits).allows(permission))
             .map(i16::from)
             .collect();
-        let now = now();
-        let contractors = Query::select()
-            .column(member::Column::ContractorId)
-            .from(member::Entity)
-            .and_where(member::Column::CustomerId.eq(customer_id))
-            .and_where(member::Column::Permissions.is_in(allowing))
-            .cond_where(
-                Condition::any()
-                    .add(member::Column::ExpireTime.is_null())
-                    .add(member::Column::ExpireTime.gt(now)),
-            )
-            .to_owned();
-        let mut query = link::Entity::find()
-            .filter(link::Column::ContractorId.in_subquery(contractors))
-            .order_by_asc(link::Column::ApplicationId)
-            .order_by_asc(link::Column::ContractorId)
-            .limit(size + 1);
-        if let Some(after) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(link::Column::ApplicationId.gt(after.application_id.as_str()))
-                    .add(
-                        Condition::all()
-                            .add(link::Column::ApplicationId.eq(after.application_id.as_str()))
-                            .add(link::Column::ContractorId.gt(after.contractor_id.as_str())),
-                    ),
-            );
-        }
-        let linked = query
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|l| AccessibleApplication {
-                application_id: l.application_id,
-                contractor_id: l.contractor_id,
-            });
+        let linked = if self.db.get_database_backend() == DbBackend::Postgres {
+            linked_postgres(&self.db, customer_id, &allowing, size, after).await?
+        } else {
+            linked_sqlite(&self.db, customer_id, allowing, size, after).await?
+        };
+        let linked = linked.into_iter();
         // The customer's own applications, through its legacy record: every permission, no
         // account (an empty account id sorts before any other).
         let mut own = legacy_application::Entity::find()
@@ -488,6 +458,105 @@ pub struct AccountCheck<'a> {
     pub contractor_id: &'a str,
     /// The revision the answer must reflect at least.
     pub at_least: Revision,
+}
+
+/// The applications linked to the accounts where `customer_id` holds one of the `allowing`
+/// permission values, after `after`, first `size + 1` in (application, account) order. On
+/// PostgreSQL each account's links are read from its own index, in order, and merged: a plan
+/// that walks every link in application order looking for the customer's accounts (which the
+/// planner may prefer) takes seconds with millions of links.
+async fn linked_postgres(
+    db: &DatabaseConnection,
+    customer_id: &str,
+    allowing: &[i16],
+    size: u64,
+    after: Option<&ApplicationCursor>,
+) -> Result<Vec<AccessibleApplication>> {
+    let allowing = allowing
+        .iter()
+        .map(i16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT l.application_id, l.contractor_id FROM memberships m \
+         CROSS JOIN LATERAL (SELECT a.application_id, a.contractor_id FROM application_links a \
+         WHERE a.contractor_id = m.contractor_id AND (a.application_id, a.contractor_id) > ($2, $3) \
+         ORDER BY a.application_id LIMIT $4) l \
+         WHERE m.customer_id = $1 AND m.permissions IN ({allowing}) \
+         AND (m.expire_time IS NULL OR m.expire_time > $5) \
+         ORDER BY l.application_id, l.contractor_id LIMIT $4"
+    );
+    let (application, account) = after.map_or(("", ""), |a| {
+        (a.application_id.as_str(), a.contractor_id.as_str())
+    });
+    let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
+    db.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [
+            customer_id.into(),
+            application.into(),
+            account.into(),
+            limit.into(),
+            now().into(),
+        ],
+    ))
+    .await?
+    .into_iter()
+    .map(|row| {
+        Ok(AccessibleApplication {
+            application_id: row.try_get_by_index(0)?,
+            contractor_id: row.try_get_by_index(1)?,
+        })
+    })
+    .collect()
+}
+
+/// `linked_postgres` on SQLite, whose planner reads the customer's accounts' links by index.
+async fn linked_sqlite(
+    db: &DatabaseConnection,
+    customer_id: &str,
+    allowing: Vec<i16>,
+    size: u64,
+    after: Option<&ApplicationCursor>,
+) -> Result<Vec<AccessibleApplication>> {
+    let now = now();
+    let contractors = Query::select()
+        .column(member::Column::ContractorId)
+        .from(member::Entity)
+        .and_where(member::Column::CustomerId.eq(customer_id))
+        .and_where(member::Column::Permissions.is_in(allowing))
+        .cond_where(
+            Condition::any()
+                .add(member::Column::ExpireTime.is_null())
+                .add(member::Column::ExpireTime.gt(now)),
+        )
+        .to_owned();
+    let mut query = link::Entity::find()
+        .filter(link::Column::ContractorId.in_subquery(contractors))
+        .order_by_asc(link::Column::ApplicationId)
+        .order_by_asc(link::Column::ContractorId)
+        .limit(size + 1);
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any()
+                .add(link::Column::ApplicationId.gt(after.application_id.as_str()))
+                .add(
+                    Condition::all()
+                        .add(link::Column::ApplicationId.eq(after.application_id.as_str()))
+                        .add(link::Column::ContractorId.gt(after.contractor_id.as_str())),
+                ),
+        );
+    }
+    Ok(query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| AccessibleApplication {
+            application_id: l.application_id,
+            contractor_id: l.contractor_id,
+        })
+        .collect())
 }
 
 /// The legacy records linked to `customer_id` (at most one), as a subquery.

@@ -5,8 +5,8 @@ use mandate_domain::membership;
 use mandate_domain::paging::PageRequest;
 use mandate_domain::permission::PermissionSet;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 
 use crate::contractors::{find_contractor, permissions_of, stored_permissions};
@@ -45,7 +45,62 @@ impl Change<'_> {
 }
 
 /// Writes the audit event of `revision` in the change's transaction.
-pub(crate) async fn record(
+/// Takes the next revision in `txn` and records `change` as its audit event; the revision. The
+/// counter's row lock, held until `txn` ends, is what puts every writer in line: revisions
+/// commit in the order they are taken, without gaps. On PostgreSQL both happen in one
+/// statement, so that the lock is held for that statement's round trip and the commit's alone.
+pub(crate) async fn record_change(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<Revision> {
+    const NEXT: &str = "UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value";
+    let backend = txn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        let row = txn
+            .query_one_raw(Statement::from_string(backend, NEXT))
+            .await?
+            .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
+        let revision = row.try_get_by_index(0)?;
+        record(txn, revision, actor, change).await?;
+        return Ok(revision);
+    }
+    let bits = |set: PermissionSet| i16::from(set.bits());
+    let values: [Value; 12] = [
+        now().into(),
+        change.kind.as_str().into(),
+        actor.customer_id.clone().into(),
+        actor.client.clone().into(),
+        change.contractor_id.map(str::to_owned).into(),
+        change.customer_id.map(str::to_owned).into(),
+        change.before.map(bits).into(),
+        change.after.map(bits).into(),
+        change.application_id.map(str::to_owned).into(),
+        change.expire_time.into(),
+        absorbed(change.absorbed_contractor_ids).into(),
+        change.detail.into(),
+    ];
+    let sql = format!(
+        "WITH next AS ({NEXT}) INSERT INTO audit_events (revision, time, kind, \
+         actor_customer_id, actor_client, contractor_id, customer_id, permissions_before, \
+         permissions_after, application_id, expire_time, absorbed_contractor_ids, detail) \
+         SELECT value, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM next \
+         RETURNING revision"
+    );
+    txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?
+        .try_get_by_index(0)
+        .map_err(Error::from)
+}
+
+/// The accounts a merge absorbed, as the audit trail stores them.
+fn absorbed(ids: &[String]) -> Option<String> {
+    (!ids.is_empty()).then(|| ids.join(" "))
+}
+
+/// Records `change` as the audit event of `revision`.
+async fn record(
     txn: &DatabaseTransaction,
     revision: Revision,
     actor: &Actor,
@@ -64,8 +119,7 @@ pub(crate) async fn record(
         permissions_after: Set(change.after.map(bits)),
         application_id: Set(change.application_id.map(str::to_owned)),
         expire_time: Set(change.expire_time),
-        absorbed_contractor_ids: Set((!change.absorbed_contractor_ids.is_empty())
-            .then(|| change.absorbed_contractor_ids.join(" "))),
+        absorbed_contractor_ids: Set(absorbed(change.absorbed_contractor_ids)),
         detail: Set(change.detail),
     })
     .exec_without_returning(txn)

@@ -57,7 +57,7 @@ pub use seed::{SeedCounts, SeedLink, SeedMembership, Seeding};
 pub use staff::ContractorQuery;
 pub use tail::Subscription;
 
-use audit::{Change, record};
+use audit::{Change, record_change};
 
 /// Held while this process migrates, so that processes starting together take turns.
 enum Turn {
@@ -482,26 +482,6 @@ impl Store {
             })
             .await?)
     }
-}
-
-/// Takes the next revision in `txn` and records `change` as its audit event; the revision. The
-/// counter's row lock, held until `txn` ends, is what puts every writer in line: revisions
-/// commit in the order they are taken, without gaps.
-async fn record_change(
-    txn: &DatabaseTransaction,
-    actor: &Actor,
-    change: Change<'_>,
-) -> Result<Revision> {
-    let row = txn
-        .query_one_raw(Statement::from_string(
-            txn.get_database_backend(),
-            "UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-        ))
-        .await?
-        .ok_or_else(|| Error::Corrupt("the revision counter row is missing".into()))?;
-    let revision = row.try_get_by_index(0)?;
-    record(txn, revision, actor, change).await?;
-    Ok(revision)
 }
 
 /// The revision of the latest change committed (as `db` sees it).
