@@ -193,6 +193,10 @@ pub struct Store {
     managerless_policy: ManagerlessPolicy,
     /// The change tail's state: the check cache and the change feeds of this replica.
     changes: Arc<tail::Changes>,
+    /// Held by the change of this process that is taking its revision and committing: the
+    /// others queue here rather than in the database, where every commit would wake all the
+    /// transactions waiting for the revision lock to race for it.
+    commit_turn: Arc<tokio::sync::Mutex<()>>,
     /// The SQLite file as it was opened, to notice it being deleted or replaced.
     file: Option<Arc<WatchedFile>>,
     database_wait: Duration,
@@ -304,6 +308,7 @@ impl Store {
             url: url.to_owned(),
             managerless_policy,
             changes: Arc::new(tail::Changes::new(cache_size, cache_staleness)),
+            commit_turn: Arc::default(),
             file,
             database_wait,
         })
@@ -405,6 +410,7 @@ impl Store {
             change.contractor_id,
             change.absorbed_contractor_ids,
         );
+        let _turn = self.commit_turn.lock().await;
         let revision = record_change(&txn, actor, change).await?;
         self.commit_recorded(txn, revision, kind, contractor_id, absorbed)
             .await?;
