@@ -1,8 +1,9 @@
 //! Denied checks, recorded off the check's path: a check that answers "no" puts its record on a
 //! bounded queue without waiting, and one task per server writes the queue to the denied-check
 //! trail in batches. When the queue is full (the database slower than the denials), records are
-//! dropped rather than slowing checks: the drops are counted and logged with each batch
-//! written, and at shutdown, when the queue is written out before the database closes.
+//! dropped rather than slowing checks: the drops are counted and logged (at most once a minute
+//! while they go on, and at shutdown, when the queue is written out before the database
+//! closes).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,11 @@ use tokio::sync::{mpsc, watch};
 
 /// Records written in one statement at most.
 const BATCH: usize = 500;
+/// How long records gather after the first before they are written: a trickle of denials is
+/// written a few times a second, not one statement each.
+const GATHER: Duration = Duration::from_millis(200);
+/// How often, at most, the drops are logged while they go on.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// The queue of denied checks waiting to be written.
 pub struct Denials {
@@ -44,8 +50,9 @@ impl Denials {
     }
 }
 
-/// Writes queued denied checks in batches until `served` turns `true`, then writes what is
-/// left in the queue and returns. A batch the database refuses is dropped (and counted): the
+/// Writes queued denied checks in batches (what gathered in `GATHER` after the first, in
+/// statements of up to `BATCH`) until `served` turns `true`, then writes what is left in the
+/// queue and returns. A batch the database refuses is dropped (and counted): the
 /// trail must not hold checks back.
 pub async fn write_denials(
     store: Store,
@@ -55,22 +62,27 @@ pub async fn write_denials(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut reported = 0;
+    let mut next_report = tokio::time::Instant::now();
     loop {
         let last = tokio::select! {
             received = receiver.recv_many(&mut batch, BATCH) => received == 0,
             _ = served.wait_for(|served| *served) => true,
         };
-        if last {
-            while let Ok(check) = receiver.try_recv() {
-                batch.push(check);
-                if batch.len() == BATCH {
-                    write(&store, denials, &mut batch).await;
-                }
+        let last = last
+            || tokio::select! {
+                () = tokio::time::sleep(GATHER) => false,
+                _ = served.wait_for(|served| *served) => true,
+            };
+        while let Ok(check) = receiver.try_recv() {
+            batch.push(check);
+            if batch.len() == BATCH {
+                write(&store, denials, &mut batch).await;
             }
         }
         write(&store, denials, &mut batch).await;
         let dropped = denials.dropped();
-        if dropped > reported {
+        if dropped > reported && (last || tokio::time::Instant::now() >= next_report) {
+            next_report = tokio::time::Instant::now() + REPORT_EVERY;
             tracing::warn!(
                 dropped,
                 "denied checks dropped from the trail so far: the queue was full or the database refused them"
