@@ -136,11 +136,16 @@ pub async fn seed(
         client: "mandate-seed".to_owned(),
     };
     match seeding.finish(&actor, &detail).await {
-        Ok(revision) => Ok(SeedSummary {
-            counts,
-            revision,
-            sample_entries,
-        }),
+        Ok(revision) => {
+            // Planner statistics for the new rows: without them PostgreSQL guesses, and picks
+            // whole-table scans for the checks' lookups until autovacuum gets round to it.
+            store.analyze().await?;
+            Ok(SeedSummary {
+                counts,
+                revision,
+                sample_entries,
+            })
+        }
         Err(err) => {
             if let Some(path) = options.sample {
                 let _ = fs::remove_file(path);

@@ -325,6 +325,12 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the database's planner statistics, after a bulk load.
+    pub async fn analyze(&self) -> Result<()> {
+        self.db.execute_unprepared("ANALYZE").await?;
+        Ok(())
+    }
+
     fn check_file(&self) -> Result<()> {
         self.file.as_ref().map_or(Ok(()), |file| file.check())
     }
