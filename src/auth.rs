@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mandate_domain::Error as Rule;
 use mandate_domain::client::Scope;
 use mandate_domain::paging::is_identifier;
-use mandate_store::{Actor, Store, Viewer};
+use mandate_store::{Actor, Error as StoreError, Store, Viewer};
 use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Status};
@@ -244,7 +245,18 @@ pub async fn acting_customer<T>(store: &Store, request: &Request<T>) -> ApiResul
                 "`{CUSTOMER_HEADER}` must be a customer id returned by RegisterCustomer"
             ))
         })?;
-    let customer = store.customer(&customer_id).await?;
+    let customer = store
+        .customer(&customer_id)
+        .await
+        .map_err(|err| match err {
+            StoreError::Domain(Rule::NotFound(_)) => {
+                ApiError::from(StoreError::from(Rule::NotFound(format!(
+                    "the customer named in the `{CUSTOMER_HEADER}` metadata, {customer_id}, is not \
+                 registered: register it with RegisterCustomer first"
+                ))))
+            }
+            other => other.into(),
+        })?;
     Ok(ActingCustomer {
         actor: Actor {
             customer_id: Some(customer.customer_id.clone()),

@@ -18,12 +18,18 @@ use crate::tls::TlsSettings;
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to serve gRPC on; port 0 picks a free port.
-    #[arg(long, env = "MANDATE_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
 
     /// Database: `sqlite://FILE?mode=rwc` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(
         long,
+        global = true,
         env = "DATABASE_URL",
         hide_env_values = true,
         default_value = "sqlite://mandate.db?mode=rwc"
@@ -32,120 +38,140 @@ pub struct Settings {
 
     /// Secret that keys PIN hashing and encryption: 64 hex characters. Every replica sharing a
     /// database must use the same one. Takes precedence over the secret file.
-    #[arg(long, env = "MANDATE_PIN_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_PIN_SECRET",
+        hide_env_values = true
+    )]
     pub pin_secret: Option<SecretText>,
 
     /// File holding the PIN secret; created with a random secret, readable only by its owner,
     /// when missing. Defaults to `<database file>.secret` for a SQLite file.
-    #[arg(long, env = "MANDATE_PIN_SECRET_FILE")]
+    #[arg(long, global = true, env = "MANDATE_PIN_SECRET_FILE")]
     pub pin_secret_file: Option<PathBuf>,
 
     /// Where the first start writes the bootstrap API key (every scope) when the database has
     /// no key yet. Defaults to `<database file>.bootstrap-key` for a SQLite file, and to
     /// `mandate.bootstrap-key` in the working directory otherwise.
-    #[arg(long, env = "MANDATE_BOOTSTRAP_KEY_FILE")]
+    #[arg(long, global = true, env = "MANDATE_BOOTSTRAP_KEY_FILE")]
     pub bootstrap_key_file: Option<PathBuf>,
 
     /// Whether server reflection (for grpcurl) is served, without a key. Health always is.
-    #[arg(long, env = "MANDATE_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "MANDATE_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub reflection: bool,
 
     /// How many wrong PINs a customer may enter per lockout window; past it, every PIN the
     /// customer enters is refused until the window ends.
-    #[arg(long, env = "MANDATE_PIN_ATTEMPTS", default_value_t = 10,
+    #[arg(long, global = true, env = "MANDATE_PIN_ATTEMPTS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub pin_attempts: u32,
 
     /// The PIN lockout window, in seconds.
-    #[arg(long, env = "MANDATE_PIN_LOCKOUT_SECS", default_value_t = 900,
+    #[arg(long, global = true, env = "MANDATE_PIN_LOCKOUT_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pin_lockout_secs: u64,
 
     /// Wrong PINs entered through one client system, across its customers, in one report window
     /// that make the window's report a warning (PIN guessing across customers).
-    #[arg(long, env = "MANDATE_PIN_FAILURE_ALERT", default_value_t = 100,
+    #[arg(long, global = true, env = "MANDATE_PIN_FAILURE_ALERT", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pin_failure_alert: u64,
 
     /// How often, in seconds, the wrong PINs per client system are logged.
-    #[arg(long, env = "MANDATE_PIN_FAILURE_WINDOW_SECS", default_value_t = 60,
+    #[arg(long, global = true, env = "MANDATE_PIN_FAILURE_WINDOW_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pin_failure_window_secs: u64,
 
     /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
     /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
-    #[arg(long, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000,
+    #[arg(long, global = true, env = "MANDATE_DATABASE_WAIT_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub database_wait_ms: u64,
 
     /// The most database connections each server process keeps open (on PostgreSQL, one
     /// listens for the changes committed through other replicas).
-    #[arg(long, env = "MANDATE_DATABASE_POOL_SIZE", default_value_t = 16,
+    #[arg(long, global = true, env = "MANDATE_DATABASE_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_pool_size: u32,
 
     /// The most grants the check cache keeps in memory (about 100 bytes each); 0 turns the
     /// cache off.
-    #[arg(long, env = "MANDATE_CACHE_SIZE", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_CACHE_SIZE",
+        default_value_t = 1_000_000
+    )]
     pub cache_size: usize,
 
     /// How old, in milliseconds, a cached answer to a check without `at_least_revision` may be.
     /// Past it (while the change tail cannot read the database) checks read through.
-    #[arg(long, env = "MANDATE_CACHE_STALENESS_MS", default_value_t = 1000,
+    #[arg(long, global = true, env = "MANDATE_CACHE_STALENESS_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub cache_staleness_ms: u64,
 
     /// The most denied checks waiting to be written to the trail; past it they are dropped
     /// (and counted) rather than slowing checks.
-    #[arg(long, env = "MANDATE_DENIED_CHECK_QUEUE", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_DENIED_CHECK_QUEUE",
+        default_value_t = 10_000
+    )]
     pub denied_check_queue: usize,
 
     /// How long, in milliseconds, a new connection may take to start its first call before it
     /// is closed.
-    #[arg(long, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+    #[arg(long, global = true, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub handshake_timeout_ms: u64,
 
     /// How long, in milliseconds, a connection may stay open with no call in flight.
-    #[arg(long, env = "MANDATE_IDLE_TIMEOUT_MS", default_value_t = 300_000,
+    #[arg(long, global = true, env = "MANDATE_IDLE_TIMEOUT_MS", default_value_t = 300_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: u64,
 
     /// How often, in milliseconds, the server pings a connection (HTTP/2 keep-alive); one that
     /// does not answer within the same time, at most 20 s, is closed as dead.
-    #[arg(long, env = "MANDATE_KEEPALIVE_MS", default_value_t = 30_000,
+    #[arg(long, global = true, env = "MANDATE_KEEPALIVE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive_ms: u64,
 
     /// The most client connections open at once; more are closed as they arrive.
-    #[arg(long, env = "MANDATE_MAX_CONNECTIONS", default_value_t = 4096,
+    #[arg(long, global = true, env = "MANDATE_MAX_CONNECTIONS", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
     /// The most calls in flight at once, across all connections; past it a call answers
     /// UNAVAILABLE at once rather than queue. Health is not counted.
-    #[arg(long, env = "MANDATE_MAX_CALLS", default_value_t = 512,
+    #[arg(long, global = true, env = "MANDATE_MAX_CALLS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_calls: u32,
 
     /// The most calls (HTTP/2 streams) in flight on one connection.
-    #[arg(long, env = "MANDATE_MAX_STREAMS_PER_CONNECTION", default_value_t = 128,
+    #[arg(long, global = true, env = "MANDATE_MAX_STREAMS_PER_CONNECTION", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_connection: u32,
 
     /// The most `WatchChanges` feeds one client system may hold open at once.
-    #[arg(long, env = "MANDATE_MAX_FEEDS_PER_CLIENT", default_value_t = 16,
+    #[arg(long, global = true, env = "MANDATE_MAX_FEEDS_PER_CLIENT", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_feeds_per_client: u32,
 
     /// How long, in milliseconds, a stopping server lets calls in flight finish before it cuts
     /// the connections still open and exits.
-    #[arg(long, env = "MANDATE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_SHUTDOWN_GRACE_MS",
+        default_value_t = 10_000
+    )]
     pub shutdown_grace_ms: u64,
 
     /// What the first customer to associate with an account without a Manager (an imported
     /// legacy account) receives: `manager` (today's behaviour) or `none` (the announced default).
-    #[arg(long, env = "MANDATE_MANAGERLESS_POLICY", value_enum, default_value_t = Policy::Manager)]
+    #[arg(long, global = true, env = "MANDATE_MANAGERLESS_POLICY", value_enum, default_value_t = Policy::Manager)]
     pub managerless_policy: Policy,
 
     #[command(flatten)]

@@ -119,8 +119,12 @@ enum KeysCommand {
 async fn main() -> ExitCode {
     // The log goes to standard error: standard output is for what a command prints, such as a
     // new key.
+    // Colour only on a terminal, and not when `NO_COLOR` asks for none (no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
         }))

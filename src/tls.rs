@@ -13,21 +13,27 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 pub struct TlsSettings {
     /// The certificate chain the server presents, as PEM; with `--tls-key`, the listener speaks
     /// TLS only.
-    #[arg(long, env = "MANDATE_TLS_CERT")]
+    #[arg(long, global = true, env = "MANDATE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// The private key of `--tls-cert`, as PEM.
-    #[arg(long, env = "MANDATE_TLS_KEY")]
+    #[arg(long, global = true, env = "MANDATE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
     /// The certificates, as PEM, of the authorities that sign client certificates: turns on
     /// mutual TLS.
-    #[arg(long, env = "MANDATE_TLS_CLIENT_CA")]
+    #[arg(long, global = true, env = "MANDATE_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
 
     /// With `--tls-client-ca`: whether every connection must present a client certificate
     /// (`required`), or may come without one and authenticate with an API key (`optional`).
-    #[arg(long, env = "MANDATE_TLS_CLIENT_AUTH", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_TLS_CLIENT_AUTH",
+        value_enum,
+        default_value_t
+    )]
     pub tls_client_auth: ClientAuth,
 }
 

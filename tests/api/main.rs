@@ -19,6 +19,7 @@ mod legacy;
 mod limits;
 mod logcheck;
 mod merges;
+mod newcomer;
 mod permission;
 mod pki;
 mod process;

@@ -384,6 +384,19 @@ impl Store {
     /// Closes the pool when the server stops, giving its connections up to `wait` (SQLite
     /// checkpoints its write-ahead log as the last one closes).
     pub async fn close(&self, wait: Duration) {
+        if self.file.is_some() {
+            // Everything into the database file itself, so that the file alone is a complete
+            // copy once the server has stopped (SQLite would otherwise leave it to the last
+            // connection to close, which a busy pool may not get to within `wait`).
+            let checkpoint = self
+                .db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)");
+            match tokio::time::timeout(wait, checkpoint).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "checkpointing the SQLite log"),
+                Err(_) => tracing::warn!("checkpointing the SQLite log did not end in time"),
+            }
+        }
         match tokio::time::timeout(wait, self.db.close_by_ref()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "closing the database"),
