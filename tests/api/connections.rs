@@ -228,12 +228,7 @@ async fn sigterm_exits_within_the_grace_period_despite_silent_clients() {
     for n in 0..20 {
         sockets.push(idle_socket(address, n % 2 == 1).await);
     }
-    let (status, took) = tokio::task::spawn_blocking(move || {
-        let mut server = server;
-        server.terminate()
-    })
-    .await
-    .expect("the server process stops");
+    let (status, took) = server.stop().await;
     eprintln!("SIGTERM with 20 silent clients: exited after {took:?}");
     assert!(status.success(), "the server exits cleanly: {status}");
     assert!(

@@ -181,12 +181,7 @@ async fn acknowledged_writes_survive_failed_commits(hang_up: bool) {
     outcomes.extend(register_at(address, &key, "during", 100, hang_up).await);
     server.limit_file_size(None);
     outcomes.extend(register_at(address, &key, "after", 50, hang_up).await);
-    let (status, _) = tokio::task::spawn_blocking(move || {
-        let mut server = server;
-        server.terminate()
-    })
-    .await
-    .expect("the server process stops");
+    let (status, _) = server.stop().await;
     assert!(status.success(), "the server exits cleanly: {status}");
     all_acknowledged_writes_are_kept(outcomes, database).await;
 }

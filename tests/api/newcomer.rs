@@ -59,12 +59,7 @@ async fn a_cleanly_stopped_sqlite_server_leaves_everything_in_the_database_file(
         .expect("a customer")
         .customer_id;
     drop(identity);
-    let (status, _) = tokio::task::spawn_blocking(move || {
-        let mut server = server;
-        server.terminate()
-    })
-    .await
-    .expect("the server process stops");
+    let (status, _) = server.stop().await;
     assert!(status.success(), "the server exits cleanly: {status}");
     let file = mandate_store::sqlite_file(&database.url).expect("a SQLite database file");
     let mut wal = file.clone().into_os_string();

@@ -162,6 +162,16 @@ impl ServerProcess {
         self.seen.clone()
     }
 
+    /// `terminate`, from async code: the wait runs on a blocking thread.
+    pub async fn stop(self) -> (ExitStatus, Duration) {
+        tokio::task::spawn_blocking(move || {
+            let mut server = self;
+            server.terminate()
+        })
+        .await
+        .expect("the server process stops")
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns how it exited and how long it
     /// took.
     pub fn terminate(&mut self) -> (ExitStatus, Duration) {
