@@ -82,12 +82,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads the PIN secret, opens and migrates the database, and binds the listen address.
+    /// Binds the listen address, loads the PIN secret, and opens and migrates the database.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         require_existing_database(settings)?;
         let limits = settings.connection_limits();
         let tls = crate::tls::server_config(&settings.tls, limits.handshake_timeout)
             .map_err(StartupError::Tls)?;
+        // The port first: a server that cannot listen creates no database, secret or key file.
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    address: settings.listen,
+                    source,
+                })?;
         // The database file first, then its secret file: a replica starting at the same moment
         // never sees a secret file without its database.
         let store = Store::connect(&settings.database_url, settings.store_options()).await?;
@@ -107,13 +115,6 @@ impl Application {
         let keys = Arc::new(KeyRing::default());
         keys.reload(&store).await?;
         let (denials, denied) = Denials::new(settings.denied_check_queue);
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    address: settings.listen,
-                    source,
-                })?;
         let address = listener.local_addr().map_err(|source| StartupError::Bind {
             address: settings.listen,
             source,

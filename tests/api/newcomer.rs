@@ -88,6 +88,30 @@ async fn a_cleanly_stopped_sqlite_server_leaves_everything_in_the_database_file(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_listen_leaves_no_files_behind() {
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hold a port");
+    let dir = tempfile_dir();
+    let database = dir.join("never.db");
+    let mut settings = TestDatabase::new(Backend::Sqlite).await.settings();
+    settings.listen = busy.local_addr().expect("the held port");
+    settings.database_url = format!("sqlite://{}?mode=rwc", database.display());
+    settings.bootstrap_key_file = Some(dir.join("never.bootstrap-key"));
+    let built = mandate::startup::Application::build(&settings).await;
+    assert!(
+        matches!(built, Err(mandate::startup::StartupError::Bind { .. })),
+        "the busy port is the error"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the directory")
+        .map(|entry| entry.expect("an entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_acting_customer_is_not_found_and_the_metadata_is_named() {
     let mut app = spawn_app(Backend::Sqlite).await;
     let unknown = uuid::Uuid::now_v7().to_string();
