@@ -185,14 +185,19 @@ pub fn claimed_customer<T>(request: &Request<T>) -> Option<String> {
 
 /// The client system behind a call, for the audit trail.
 pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
-    let client = request
-        .extensions()
-        .get::<Client>()
-        .ok_or_else(|| ApiError::Unauthenticated("this call presented no API key".to_owned()))?;
     Ok(Actor {
         customer_id: None,
-        client: client.name.clone(),
+        client: client_name(request)?.to_owned(),
     })
+}
+
+/// The name of the client system behind a call, as the authentication layer found it.
+pub fn client_name<T>(request: &Request<T>) -> ApiResult<&str> {
+    request
+        .extensions()
+        .get::<Client>()
+        .map(|client| client.name.as_str())
+        .ok_or_else(|| ApiError::Unauthenticated("this call presented no API key".to_owned()))
 }
 
 /// Who reads: the customer the portal acts for (`x-customer-id`), or, without one, staff.

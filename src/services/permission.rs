@@ -19,7 +19,6 @@ use super::{FeedSlot, Shared, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult, check_error};
-use crate::keys::Client;
 use crate::pb::permission_service_server::PermissionService;
 use crate::pb::{
     AccessibleApplication, CheckPermissionRequest, CheckPermissionResponse,
@@ -268,7 +267,13 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<CheckPermissionRequest>,
     ) -> Result<Response<CheckPermissionResponse>, Status> {
-        reply(self.check(asker(&request), request.get_ref()).await)
+        reply(
+            async {
+                self.check(auth::client_name(&request)?, request.get_ref())
+                    .await
+            }
+            .await,
+        )
     }
 
     async fn check_permissions(
@@ -286,7 +291,7 @@ impl PermissionService for PermissionApi {
                     .into());
                 }
                 let results = self
-                    .check_batch(asker(&request), items)
+                    .check_batch(auth::client_name(&request)?, items)
                     .await?
                     .into_iter()
                     .map(|outcome| CheckPermissionsResult {
@@ -490,14 +495,6 @@ async fn stop_feed(sender: &mpsc::Sender<Result<WatchChangesResponse, Status>>, 
             "the server is stopping; reconnect with after_revision {last}"
         ))))
         .await;
-}
-
-/// The client system a check comes from, by name (the authentication layer put it there).
-fn asker<T>(request: &Request<T>) -> &str {
-    request
-        .extensions()
-        .get::<Client>()
-        .map_or("", |client| client.name.as_str())
 }
 
 /// A check whose fields are valid.

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use mandate::pb::Permission::{Apply, Pay};
 use mandate::pb::{
-    CheckPermissionRequest, CheckPermissionsRequest, CheckReason, SetPermissionsRequest,
-    WatchChangesRequest, check_permissions_result,
+    CheckPermissionRequest, CheckPermissionsRequest, CheckReason, WatchChangesRequest,
+    check_permissions_result,
 };
 use mandate::pb::{Permission, permission_service_client::PermissionServiceClient};
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    Authed, Backend, Proxy, TestApp, TestDatabase, as_customer, assert_decision, channel_to,
-    permissions, start_replicas, start_with, with_key,
+    Authed, Backend, Proxy, TestApp, TestDatabase, assert_decision, channel_to, start_replicas,
+    start_with, with_key,
 };
 
 /// The staleness bound of the replicas here: the default.
@@ -123,22 +123,8 @@ async fn a_time_limited_grant_ends_on_both_replicas_without_any_write() {
     let (manager, associate, contractor, _pin) = a.story().await;
     let end = Utc::now() + chrono::Duration::milliseconds(1500);
     let granted = a
-        .permissions
-        .set_permissions(as_customer(
-            &manager,
-            SetPermissionsRequest {
-                contractor_id: contractor.clone(),
-                customer_id: associate.clone(),
-                permissions: permissions(&[Pay]),
-                expire_time: Some(prost_types::Timestamp {
-                    seconds: end.timestamp(),
-                    nanos: i32::try_from(end.timestamp_subsec_nanos()).unwrap(),
-                }),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        .grant_until(&manager, &contractor, &associate, &[Pay], end)
+        .await;
     for replica in [&mut a, &mut b] {
         // Twice: the second answer comes from the replica's cache.
         for _ in 0..2 {

@@ -426,6 +426,36 @@ impl TestApp {
         customer_id: &str,
         permissions: &[pb::Permission],
     ) -> Result<SetPermissionsResponse, Status> {
+        self.set_grant(manager, contractor_id, customer_id, permissions, None)
+            .await
+    }
+
+    /// `SetPermissions` as `manager` of a grant that ends at `end`.
+    pub async fn grant_until(
+        &mut self,
+        manager: &str,
+        contractor_id: &str,
+        customer_id: &str,
+        permissions: &[pb::Permission],
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> SetPermissionsResponse {
+        let end = prost_types::Timestamp {
+            seconds: end.timestamp(),
+            nanos: i32::try_from(end.timestamp_subsec_nanos()).expect("nanoseconds"),
+        };
+        self.set_grant(manager, contractor_id, customer_id, permissions, Some(end))
+            .await
+            .expect("a time-limited grant")
+    }
+
+    async fn set_grant(
+        &mut self,
+        manager: &str,
+        contractor_id: &str,
+        customer_id: &str,
+        permissions: &[pb::Permission],
+        expire_time: Option<prost_types::Timestamp>,
+    ) -> Result<SetPermissionsResponse, Status> {
         self.permissions
             .set_permissions(as_customer(
                 manager,
@@ -433,7 +463,7 @@ impl TestApp {
                     contractor_id: contractor_id.to_owned(),
                     customer_id: customer_id.to_owned(),
                     permissions: self::permissions(permissions),
-                    expire_time: None,
+                    expire_time,
                 },
             ))
             .await

@@ -448,21 +448,8 @@ async fn a_time_limited_grant_allows_until_it_expires_and_then_shows_as_expired(
     // The job ends: the grant is set to end in a moment, the check is answered (and cached),
     // and the moment passes. Nothing is written when it ends: the grant ends by the clock.
     let soon = Utc::now() + Duration::milliseconds(1500);
-    app.permissions
-        .set_permissions(as_customer(
-            &manager,
-            SetPermissionsRequest {
-                contractor_id: contractor.clone(),
-                customer_id: associate.clone(),
-                permissions: permissions(&[Inspections]),
-                expire_time: Some(prost_types::Timestamp {
-                    seconds: soon.timestamp(),
-                    nanos: i32::try_from(soon.timestamp_subsec_nanos()).unwrap(),
-                }),
-            },
-        ))
-        .await
-        .unwrap();
+    app.grant_until(&manager, &contractor, &associate, &[Inspections], soon)
+        .await;
     let during = app
         .check(&associate, Inspections, &contractor, "")
         .await
