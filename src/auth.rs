@@ -6,7 +6,6 @@
 //! Health and server reflection are open.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use mandate_domain::Error as Rule;
 use mandate_domain::client::Scope;
@@ -14,12 +13,13 @@ use mandate_domain::paging::is_identifier;
 use mandate_store::{Actor, Error as StoreError, Store, Viewer};
 use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 use tower::Service;
 
 use crate::connections::ConnectionInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{Client, FINGERPRINT_PREFIX, KeyRing, fingerprint};
+use crate::metrics::{Metrics, Refusal};
 use crate::middleware::{Answer, Around};
 
 /// The metadata key naming the customer a portal call acts for.
@@ -59,8 +59,8 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
 #[derive(Clone)]
 pub struct Authenticate {
     pub keys: Arc<KeyRing>,
-    /// Calls refused so far, for the log.
-    pub refused: Arc<AtomicU64>,
+    /// Counts the calls refused.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Around for Authenticate {
@@ -72,10 +72,14 @@ impl Around for Authenticate {
         if let Some(scopes) = required_scopes(request.uri().path()) {
             match self.authorize(&request, scopes) {
                 Ok(client) => {
+                    tracing::Span::current().record("client", client.name.as_str());
                     request.extensions_mut().insert(client);
                 }
                 Err(status) => {
-                    let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    let refused = self.metrics.refused(match status.code() {
+                        Code::Unauthenticated => Refusal::Unauthenticated,
+                        _ => Refusal::MissingScope,
+                    });
                     tracing::warn!(
                         path = %request.uri().path(),
                         code = ?status.code(),

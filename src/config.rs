@@ -12,6 +12,7 @@ use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
 use crate::connections::ConnectionLimits;
+use crate::metrics::MetricsListen;
 use crate::tls::TlsSettings;
 
 /// How the server is configured.
@@ -25,6 +26,21 @@ pub struct Settings {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP listener for Prometheus metrics (`/metrics`) and the probes
+    /// (`/healthz`, `/readyz`); `off` serves none. Port 0 picks a free port.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: MetricsListen,
+
+    /// How the log is written to standard error: `text` (for people), `json` (one object per
+    /// line, for log collectors), or `auto`: text on a terminal, JSON otherwise.
+    #[arg(long, global = true, env = "MANDATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
 
     /// Database: `sqlite://FILE?mode=rwc` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(
@@ -95,7 +111,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_pool_size: u32,
 
-    /// The most grants the check cache keeps in memory (about 100 bytes each); 0 turns the
+    /// The most grants the check cache keeps in memory (about 110 bytes each); 0 turns the
     /// cache off.
     #[arg(
         long,
@@ -176,6 +192,17 @@ pub struct Settings {
 
     #[command(flatten)]
     pub tls: TlsSettings,
+}
+
+/// The `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Lines of text, coloured on a terminal unless `NO_COLOR` is set.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The `--managerless-policy` values.
@@ -284,6 +311,19 @@ impl Settings {
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
         }
+    }
+
+    /// Where the PIN secret is kept when it is not given itself: the secret file set, or
+    /// `<database file>.secret` beside a SQLite file.
+    pub fn pin_secret_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.pin_secret_file {
+            return Some(path.clone());
+        }
+        self.sqlite_file().map(|db| {
+            let mut name = db.into_os_string();
+            name.push(".secret");
+            name.into()
+        })
     }
 
     /// Where the bootstrap key goes.

@@ -79,7 +79,7 @@ pub fn permissions(set: PermissionSet) -> Vec<i32> {
     set.iter().map(|p| permission(p) as i32).collect()
 }
 
-fn permission(p: Permission) -> pb::Permission {
+pub fn permission(p: Permission) -> pb::Permission {
     match p {
         Permission::Apply => pb::Permission::Apply,
         Permission::Pay => pb::Permission::Pay,

@@ -18,6 +18,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
+use crate::metrics::{Metrics, Refusal};
 use crate::middleware::{Answer, Around};
 
 /// Bounds the calls in flight, and each call by the database wait.
@@ -26,14 +27,16 @@ pub struct CallLimits {
     wait: Duration,
     max_calls: usize,
     calls: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl CallLimits {
-    pub fn new(wait: Duration, max_calls: usize) -> Self {
+    pub fn new(wait: Duration, max_calls: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             wait,
             max_calls,
             calls: Arc::new(Semaphore::new(max_calls)),
+            metrics,
         }
     }
 }
@@ -52,6 +55,7 @@ impl Around for CallLimits {
             match self.calls.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
+                    self.metrics.refused(Refusal::Overloaded);
                     let max = self.max_calls;
                     tracing::warn!(%path, max_calls = max, "shedding a call: too many in flight");
                     return Box::pin(async move {
@@ -64,11 +68,13 @@ impl Around for CallLimits {
             }
         };
         let response = next.call(request);
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let _slot = slot;
             match tokio::time::timeout(wait, response).await {
                 Ok(response) => response,
                 Err(_) => {
+                    metrics.refused(Refusal::DatabaseWait);
                     tracing::warn!(%path, ?wait, "a call outlived the database wait");
                     Ok(Status::unavailable(format!(
                         "the database did not answer within {} ms; retry shortly",

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
-use mandate::config::Settings;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use mandate::config::{LogFormat, Settings};
 use mandate::legacy::ImportFiles;
+use mandate::metrics::MetricsListen;
 use mandate::startup::{Application, StartupError};
 use mandate_domain::client::{Scope, Scopes, parse_client_name};
 use tracing_subscriber::EnvFilter;
@@ -28,6 +32,22 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the effective settings, secrets redacted, and where each came from.
+    Config {
+        /// Print the reference of every setting instead (docs/configuration.md), in Markdown.
+        #[arg(long)]
+        reference: bool,
+    },
+    /// Ask the running server's readiness probe (`/readyz` on the metrics listener): exit 0
+    /// when it is ready. For a container's health check, where no HTTP client is installed.
+    Probe,
+    /// Write a consistent copy of the SQLite database to FILE, and its PIN secret to
+    /// FILE.secret (mode 600), while the server runs; restore both together. On PostgreSQL,
+    /// use pg_dump and keep the PIN secret with the dump.
+    Backup {
+        /// The copy to create; it must not exist.
+        file: PathBuf,
+    },
     /// Manage the API keys of client systems.
     Keys {
         #[command(subcommand)]
@@ -115,27 +135,61 @@ enum KeysCommand {
     },
 }
 
+/// Starts the log, on standard error: standard output is for what a command prints, such as
+/// a new key.
+fn start_log(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    let terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Auto => !terminal,
+        LogFormat::Text => false,
+        LogFormat::Json => true,
+    };
+    let log = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        log.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        // Colour only on a terminal, and not when `NO_COLOR` asks for none (no-color.org).
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+        log.with_ansi(colour).init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    // The log goes to standard error: standard output is for what a command prints, such as a
-    // new key.
-    // Colour only on a terminal, and not when `NO_COLOR` asks for none (no-color.org).
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
-        }))
-        .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    start_log(cli.settings.log_format);
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match Application::build(&cli.settings).await {
             Ok(app) => app.run_until_stopped().await,
             Err(err) => Err(err),
         },
         Command::Migrate => mandate::startup::migrate(&cli.settings).await,
+        Command::Config { reference } => {
+            let command = Cli::command();
+            if reference {
+                print!("{}", mandate::config_report::reference(&command));
+            } else {
+                print!(
+                    "{}",
+                    mandate::config_report::effective(&command, &matches, &cli.settings)
+                );
+            }
+            Ok(())
+        }
+        Command::Probe => probe(&cli.settings),
+        Command::Backup { file } => backup(&cli.settings, &file).await,
         Command::Keys { command } => keys(&cli.settings, command).await,
         Command::Unlock { customer_id } => unlock(&cli.settings, &customer_id).await,
         Command::ImportLegacy {
@@ -400,6 +454,95 @@ async fn unlock(settings: &Settings, customer_id: &str) -> Result<(), StartupErr
     } else {
         eprintln!("customer {customer_id} had no PIN attempts to forget");
     }
+    Ok(())
+}
+
+/// `mandate probe`: `GET /readyz` on the metrics listener, over plain HTTP/1.1.
+fn probe(settings: &Settings) -> Result<(), StartupError> {
+    let MetricsListen::At(mut address) = settings.metrics_listen else {
+        return Err(StartupError::Invalid(
+            "the probe asks the metrics listener, and MANDATE_METRICS_LISTEN is off".into(),
+        ));
+    };
+    // A server listening on every interface answers on loopback.
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let failed = |err: std::io::Error| {
+        StartupError::Invalid(format!("the probe could not ask {address}: {err}"))
+    };
+    let mut stream = TcpStream::connect_timeout(&address, PROBE_TIMEOUT).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(PROBE_TIMEOUT))
+        .map_err(failed)?;
+    stream
+        .set_write_timeout(Some(PROBE_TIMEOUT))
+        .map_err(failed)?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(failed)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(failed)?;
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("{body}");
+        Ok(())
+    } else {
+        Err(StartupError::Invalid(format!(
+            "not ready: {status}: {body}"
+        )))
+    }
+}
+
+/// How long `mandate probe` waits for the server.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `mandate backup FILE`.
+async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), StartupError> {
+    let mut secret_file = file.as_os_str().to_owned();
+    secret_file.push(".secret");
+    let secret_file = PathBuf::from(secret_file);
+    for path in [file, &secret_file] {
+        if path.exists() {
+            return Err(StartupError::Invalid(format!(
+                "{} exists: name a new file",
+                path.display()
+            )));
+        }
+    }
+    let store = mandate::startup::open_store(settings).await?;
+    let secret = mandate::secrets::load_secret(settings)?;
+    // Only the secret this database was set up with is worth keeping beside the copy.
+    mandate::startup::open_vault(settings, &store).await?;
+    match store.backup_into(file).await {
+        None => {
+            return Err(StartupError::Invalid(
+                "mandate backup copies a SQLite database; back PostgreSQL up with pg_dump (or \
+                 your service's backups), and keep the PIN secret with the dump"
+                    .into(),
+            ));
+        }
+        Some(result) => result?,
+    }
+    mandate::secrets::write_private(&secret_file, &secret).map_err(|err| {
+        StartupError::Invalid(format!(
+            "the database was copied to {}, but its PIN secret could not be written to {}: {err}",
+            file.display(),
+            secret_file.display()
+        ))
+    })?;
+    println!(
+        "copied the database to {} and its PIN secret to {} (mode 600); to restore, put both \
+         back in place of the database and its secret file, with the server stopped",
+        file.display(),
+        secret_file.display()
+    );
     Ok(())
 }
 

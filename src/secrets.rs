@@ -40,18 +40,13 @@ pub fn load_secret(settings: &Settings) -> Result<Secret, SecretError> {
     if let Some(secret) = &settings.pin_secret {
         return secret.secret().map_err(SecretError::Malformed);
     }
-    let path = match (&settings.pin_secret_file, settings.sqlite_file()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(db)) => {
-            let mut name = db.into_os_string();
-            name.push(".secret");
-            name.into()
-        }
-        (None, None) if settings.database_url.starts_with("sqlite:") => {
+    let path = match settings.pin_secret_path() {
+        Some(path) => path,
+        None if settings.database_url.starts_with("sqlite:") => {
             // An in-memory database: its data dies with the process, and so may its secret.
             return Secret::generate().map_err(SecretError::Random);
         }
-        (None, None) => return Err(SecretError::Missing),
+        None => return Err(SecretError::Missing),
     };
     read_or_create(&path)
 }
@@ -93,7 +88,8 @@ fn read_or_create(path: &Path) -> Result<Secret, SecretError> {
     }
 }
 
-fn write_private(path: &Path, secret: &Secret) -> std::io::Result<()> {
+/// Writes `secret` to a new file at `path`, readable only by its owner, and syncs it.
+pub fn write_private(path: &Path, secret: &Secret) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

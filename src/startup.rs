@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mandate_store::{DeniedCheck, Store};
@@ -21,7 +22,9 @@ use crate::connections::{self, ConnectionLimits, TrackActivity};
 use crate::denials::{Denials, write_denials};
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::limits::CallLimits;
+use crate::metrics::{Live, Metrics, MetricsListen};
 use crate::middleware::AroundLayer;
+use crate::observe::Observe;
 use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
@@ -45,6 +48,8 @@ pub enum StartupError {
     )]
     DatabaseMissing { file: String, traces: String },
     #[error("cannot open the database: {0}")]
+    Database(String),
+    #[error("the database failed: {0}")]
     Store(#[from] mandate_store::Error),
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -67,6 +72,9 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// The metrics and probes listener, unless turned off.
+    metrics_listener: Option<TcpListener>,
+    metrics_address: Option<SocketAddr>,
     limits: ConnectionLimits,
     keepalive: Duration,
     grace: Duration,
@@ -96,9 +104,20 @@ impl Application {
                     address: settings.listen,
                     source,
                 })?;
+        let metrics_listener = match settings.metrics_listen {
+            MetricsListen::Off => None,
+            MetricsListen::At(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartupError::Bind { address, source })?,
+            ),
+        };
+        let metrics_address = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         // The database file first, then its secret file: a replica starting at the same moment
         // never sees a secret file without its database.
-        let store = Store::connect(&settings.database_url, settings.store_options()).await?;
+        let store = connect(settings).await?;
         let secret = load_secret(settings)?;
         store.migrate().await?;
         let vault = checked_vault(&store, &secret).await?;
@@ -115,6 +134,26 @@ impl Application {
         let keys = Arc::new(KeyRing::default());
         keys.reload(&store).await?;
         let (denials, denied) = Denials::new(settings.denied_check_queue);
+        let denials = Arc::new(denials);
+        let feeds = Arc::new(Feeds::new(settings.max_feeds_per_client));
+        let metrics = Arc::new(Metrics::new(
+            &[
+                crate::pb::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ],
+            Live {
+                store: store.clone(),
+                feeds: feeds.clone(),
+                denials: denials.clone(),
+            },
+        ));
+        // Weak: the metrics read the store, which must not keep them alive in turn.
+        let observer = Arc::downgrade(&metrics);
+        store.observe_write_waits(Box::new(move |wait| {
+            if let Some(metrics) = observer.upgrade() {
+                metrics.write_waited(wait);
+            }
+        }));
         let address = listener.local_addr().map_err(|source| StartupError::Bind {
             address: settings.listen,
             source,
@@ -122,6 +161,8 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics_listener,
+            metrics_address,
             limits,
             keepalive: Duration::from_millis(settings.keepalive_ms),
             grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -136,13 +177,15 @@ impl Application {
                 store,
                 vault,
                 lockout: settings.pin_lockout(),
-                feeds: Arc::new(Feeds::new(settings.max_feeds_per_client)),
+                feeds,
                 pin_failures: Arc::new(PinFailures::new(
                     settings.pin_failure_alert,
                     Duration::from_secs(settings.pin_failure_window_secs),
                 )),
                 stopping: watch::Sender::new(false),
-                denials: Arc::new(denials),
+                denials,
+                metrics,
+                database_answers: Arc::new(AtomicBool::new(true)),
             }),
         })
     }
@@ -160,6 +203,11 @@ impl Application {
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address of the metrics and probes listener, unless it is off.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// Serves until SIGINT or SIGTERM, then lets calls in flight finish.
@@ -193,6 +241,21 @@ impl Application {
         tokio::spawn(watch_database(self.state.clone(), health));
         tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
         let served = watch::Sender::new(false);
+        if let Some(listener) = self.metrics_listener {
+            if let Some(address) = self.metrics_address {
+                tracing::info!(%address, "serving metrics and probes over HTTP");
+            }
+            let mut done = served.subscribe();
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                self.state.metrics.clone(),
+                self.state.database_answers.clone(),
+                self.state.stopping.subscribe(),
+                async move {
+                    let _ = done.wait_for(|done| *done).await;
+                },
+            ));
+        }
         let recorder = {
             let (state, served) = (self.state.clone(), served.subscribe());
             tokio::spawn(async move {
@@ -229,15 +292,16 @@ impl Application {
             .max_concurrent_streams(Some(self.max_streams))
             .http2_keepalive_interval(Some(self.keepalive))
             .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
-            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+            .layer(AroundLayer(Observe::new(self.state.metrics.clone())))
             .layer(AroundLayer(TrackActivity))
             .layer(AroundLayer(Authenticate {
                 keys: self.keys.clone(),
-                refused: Arc::default(),
+                metrics: self.state.metrics.clone(),
             }))
             .layer(AroundLayer(CallLimits::new(
                 self.database_wait,
                 self.max_calls,
+                self.state.metrics.clone(),
             )))
             .add_service(health_service)
             .add_optional_service(self.reflection.then(|| v1.build_v1()).transpose()?)
@@ -320,6 +384,7 @@ async fn watch_database(state: Shared, health: HealthReporter) {
         let probe = state.store.within(state.store.probe()).await;
         if serving != probe.is_ok() {
             serving = probe.is_ok();
+            state.database_answers.store(serving, Ordering::Relaxed);
             let status = match probe {
                 Ok(()) => {
                     tracing::info!("health: the database answers again");
@@ -418,6 +483,20 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Connects to the configured database; a failure names its cause as far as it can be found.
+async fn connect(settings: &Settings) -> Result<Store, StartupError> {
+    Store::connect(&settings.database_url, settings.store_options())
+        .await
+        .map_err(|err| {
+            let (url, _) = mandate_store::split_password(&settings.database_url);
+            StartupError::Database(crate::diagnose::database_failure(
+                &url,
+                &err.to_string(),
+                Duration::from_millis(settings.database_wait_ms),
+            ))
+        })
+}
+
 /// Applies pending migrations to the configured database (`mandate migrate`).
 pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
     open_store(settings).await?;
@@ -445,7 +524,7 @@ pub async fn open_vault(settings: &Settings, store: &Store) -> Result<PinVault, 
 /// The configured database, migrated, for the operator's commands.
 pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
     require_existing_database(settings)?;
-    let store = Store::connect(&settings.database_url, settings.store_options()).await?;
+    let store = connect(settings).await?;
     store.migrate().await?;
     Ok(store)
 }

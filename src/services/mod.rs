@@ -5,6 +5,7 @@ mod identity;
 mod permission;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mandate_domain::Error as Rule;
@@ -21,6 +22,7 @@ pub use permission::PermissionApi;
 use crate::alerts::PinFailures;
 use crate::denials::Denials;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::{Metrics, PinRefusal};
 use crate::secrets::PinVault;
 
 /// What every service shares: the store and the PIN keys. Nothing here is per-replica state
@@ -39,6 +41,10 @@ pub struct State {
     pub stopping: watch::Sender<bool>,
     /// Denied checks on their way to the trail.
     pub denials: Arc<Denials>,
+    /// What the operator watches.
+    pub metrics: Arc<Metrics>,
+    /// Whether the database answered the last health probe.
+    pub database_answers: Arc<AtomicBool>,
 }
 
 pub type Shared = Arc<State>;
@@ -55,6 +61,12 @@ impl Feeds {
             max,
             open: Mutex::default(),
         }
+    }
+
+    /// How many feeds are open, across client systems.
+    pub fn open_count(&self) -> u32 {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.values().sum()
     }
 
     /// A place for one more feed of `client`, held until the feed ends; `RESOURCE_EXHAUSTED`
@@ -114,6 +126,7 @@ impl State {
             .inspect_err(|err| {
                 if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
                     self.pin_failures.locked_out(client);
+                    self.metrics.pin_refused(PinRefusal::LockedOut);
                     tracing::warn!(
                         customer_id = %acting.customer_id,
                         %client,
@@ -125,6 +138,7 @@ impl State {
         match &entered {
             Err(StoreError::Domain(Rule::NotFound(_))) => {
                 self.pin_failures.wrong(client);
+                self.metrics.pin_refused(PinRefusal::Wrong);
                 tracing::info!(
                     customer_id = %acting.customer_id,
                     %client,

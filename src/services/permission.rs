@@ -74,6 +74,7 @@ impl PermissionApi {
     ) -> ApiResult<CheckPermissionResponse> {
         let reason = outcome.reason;
         let answered = answer(parsed, outcome)?;
+        self.0.metrics.decided(parsed.permission, reason);
         if !answered.allowed {
             self.0.denials.record(DeniedCheck {
                 time: chrono::Utc::now(),

@@ -478,9 +478,16 @@ async fn a_silent_postgres_outage_answers_unavailable_within_the_wait() {
         assert!(took <= bound, "a write in flight took {took:?}");
     }
     health_becomes(&app, ServingStatus::NotServing).await;
+    assert_eq!(
+        app.http_get("/readyz").await.0,
+        503,
+        "not ready while the database is silent"
+    );
+    assert_eq!(app.http_get("/healthz").await.0, 200, "but alive");
 
     proxy.light();
     health_becomes(&app, ServingStatus::Serving).await;
+    assert_eq!(app.http_get("/readyz").await.0, 200, "ready again");
     // The database may hold the silenced sessions' locks a little longer: retry as a client
     // would, for a bounded time.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use mandate::CUSTOMER_HEADER;
-use mandate::config::{Policy, Settings};
+use mandate::config::{LogFormat, Policy, Settings};
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -127,6 +127,8 @@ impl TestDatabase {
     pub fn settings(&self) -> Settings {
         Settings {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
+            metrics_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            log_format: LogFormat::Text,
             database_url: self.url.clone(),
             // SQLite keeps its generated secret beside the database; PostgreSQL needs one given.
             pin_secret: match self.backend {
@@ -193,6 +195,8 @@ impl Drop for TestDatabase {
 /// A running server and clients connected to it.
 pub struct TestApp {
     address: std::net::SocketAddr,
+    /// Where the server serves its metrics and probes.
+    pub metrics_address: std::net::SocketAddr,
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
     /// The server's live API keys, to reload at once after a test changes them.
@@ -279,6 +283,9 @@ async fn serve(
     tls: Option<ClientTlsConfig>,
 ) -> TestApp {
     let address = app.address();
+    let metrics_address = app
+        .metrics_address()
+        .expect("test servers serve their metrics");
     let store = app.store();
     let keys = app.keys();
     let (stop, stopped) = oneshot::channel();
@@ -298,6 +305,7 @@ async fn serve(
     };
     TestApp {
         address,
+        metrics_address,
         store,
         keys,
         identity: IdentityServiceClient::new(with_key(channel.clone(), &key)),
@@ -323,6 +331,11 @@ impl TestApp {
         self.database
             .take()
             .expect("the database is present until stop")
+    }
+
+    /// `GET path` on the server's metrics listener: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_address, path).await
     }
 
     /// The address the server listens on.
@@ -784,4 +797,31 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+/// `GET path` from `address` over plain HTTP/1.1: the status code and the body.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the metrics listener");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send the request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status code");
+    (status, body.to_owned())
 }

@@ -20,6 +20,7 @@ mod limits;
 mod logcheck;
 mod merges;
 mod newcomer;
+mod operations;
 mod permission;
 mod pki;
 mod process;

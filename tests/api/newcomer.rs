@@ -34,7 +34,7 @@ fn settings_are_taken_after_the_subcommand_too() {
 }
 
 /// A fresh directory of this test's own.
-fn tempfile_dir() -> std::path::PathBuf {
+pub fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mandate-newcomer-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir

@@ -35,6 +35,8 @@ pub fn mandate_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
         .args(args)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
+        .env("MANDATE_LOG_FORMAT", "text")
+        .env("MANDATE_METRICS_LISTEN", "127.0.0.1:0")
         .env_remove("DATABASE_URL")
         .env_remove("MANDATE_PIN_SECRET")
         .envs(envs.iter().copied())
@@ -53,13 +55,23 @@ impl ServerProcess {
 
     /// `start`, logging at `filter` (a `RUST_LOG` value).
     pub async fn start_with_log(database: &TestDatabase, args: &[&str], filter: &str) -> Self {
+        Self::start_on(&database.url, &database.key_file(), args, filter).await
+    }
+
+    /// Starts `mandate` on a free port over the database at `url`, writing a bootstrap key to
+    /// `key_file` if it makes one, and waits until it serves.
+    pub async fn start_url(url: &str, key_file: &std::path::Path) -> Self {
+        Self::start_on(url, key_file, &[], "info").await
+    }
+
+    async fn start_on(url: &str, key_file: &std::path::Path, args: &[&str], filter: &str) -> Self {
         let mut all: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
             "--database-url",
-            &database.url,
+            url,
             "--bootstrap-key-file",
-            &database.key_file().display().to_string(),
+            &key_file.display().to_string(),
         ]
         .iter()
         .map(|arg| (*arg).to_owned())
@@ -122,6 +134,30 @@ impl ServerProcess {
             .expect("the serving line names the address");
         server.address = address.parse().expect("a socket address");
         server
+    }
+
+    /// Where the server serves its metrics and probes, as its log says.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.seen
+            .iter()
+            .find(|line| line.contains("serving metrics and probes"))?
+            .split("address=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Stops the server (as `stop`) and returns every line it logged.
+    pub async fn whole_log_after_stop(self) -> Vec<String> {
+        tokio::task::spawn_blocking(move || {
+            let mut server = self;
+            server.terminate();
+            server.whole_log()
+        })
+        .await
+        .expect("the server process stops")
     }
 
     /// The process id, for sending it signals and limits.

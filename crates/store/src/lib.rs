@@ -31,9 +31,9 @@ mod tail;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use mandate_domain::membership::ManagerlessPolicy;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -200,6 +200,23 @@ pub struct Store {
     /// The SQLite file as it was opened, to notice it being deleted or replaced.
     file: Option<Arc<WatchedFile>>,
     database_wait: Duration,
+    pool_size: u32,
+    /// Told how long each write waited for its transaction (see `observe_write_waits`).
+    write_waits: Arc<OnceLock<WaitObserver>>,
+}
+
+/// What `Store::observe_write_waits` is given.
+pub type WaitObserver = Box<dyn Fn(Duration) + Send + Sync>;
+
+/// The connection pool as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Connections open and waiting in the pool for a call.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// A SQLite database file and the identity (device and inode) it had when the server opened it.
@@ -311,6 +328,8 @@ impl Store {
             commit_turn: Arc::default(),
             file,
             database_wait,
+            pool_size,
+            write_waits: Arc::default(),
         })
     }
 
@@ -409,6 +428,51 @@ impl Store {
         &self.db
     }
 
+    /// Writes a consistent copy of the SQLite database, as of now, to `file`, which must not
+    /// exist (`VACUUM INTO`); calls go on meanwhile. `None` for PostgreSQL, whose own tools
+    /// (`pg_dump`, or the service's backups) do this.
+    pub async fn backup_into(&self, file: &Path) -> Option<Result<()>> {
+        self.file.as_ref()?;
+        let file = file.to_string_lossy().into_owned();
+        Some(
+            self.db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "VACUUM INTO ?1",
+                    [file.into()],
+                ))
+                .await
+                .map(|_| ())
+                .map_err(Error::from),
+        )
+    }
+
+    /// The connection pool's use, for the metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        PoolStats {
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max: self.pool_size,
+        }
+    }
+
+    /// Has `observer` told, from now on, how long each write waited to begin its transaction:
+    /// for a pooled connection, then for `BEGIN` (on SQLite, for the write lock too). The first
+    /// observer set stays.
+    pub fn observe_write_waits(&self, observer: WaitObserver) {
+        let _ = self.write_waits.set(observer);
+    }
+
     /// What the check cache holds and how it has done.
     pub fn cache_stats(&self) -> CacheStats {
         self.changes.cache.stats()
@@ -499,13 +563,18 @@ impl Store {
     /// Starts a transaction that will write: on SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it waits its turn instead of failing when it first writes.
     async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        Ok(self
+        let asked = Instant::now();
+        let txn = self
             .db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
-            .await?)
+            .await?;
+        if let Some(observe) = self.write_waits.get() {
+            observe(asked.elapsed());
+        }
+        Ok(txn)
     }
 }
 
