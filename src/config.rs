@@ -42,6 +42,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "MANDATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
+    /// An OpenTelemetry collector to export each call's span to, over OTLP/gRPC
+    /// (`http://collector:4317`); unset, nothing is exported.
+    #[arg(long, global = true, env = "MANDATE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Database: `sqlite://FILE?mode=rwc` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(
         long,

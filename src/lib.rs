@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod seed;
 mod services;
 pub mod startup;
+pub mod telemetry;
 pub mod tls;
 
 /// The generated `mandate.v1` messages, clients and servers.

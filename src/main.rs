@@ -13,8 +13,12 @@ use mandate::config::{LogFormat, Settings};
 use mandate::legacy::ImportFiles;
 use mandate::metrics::MetricsListen;
 use mandate::startup::{Application, StartupError};
+use mandate::telemetry::Telemetry;
 use mandate_domain::client::{Scope, Scopes, parse_client_name};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Mandate: may this customer act for this professional/contractor account, with this permission?
 #[derive(Debug, Parser)]
@@ -136,30 +140,43 @@ enum KeysCommand {
 }
 
 /// Starts the log, on standard error: standard output is for what a command prints, such as
-/// a new key.
-fn start_log(format: LogFormat) {
+/// a new key. With `--otlp-endpoint`, spans also go to that collector; the pipeline returned is
+/// to be shut down at the end.
+fn start_log(settings: &Settings) -> Result<Option<Telemetry>, String> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
     let terminal = std::io::stderr().is_terminal();
-    let json = match format {
+    let json = match settings.log_format {
         LogFormat::Auto => !terminal,
         LogFormat::Text => false,
         LogFormat::Json => true,
     };
-    let log = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if json {
-        log.json()
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = if json {
+        lines
+            .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .boxed()
     } else {
         // Colour only on a terminal, and not when `NO_COLOR` asks for none (no-color.org).
         let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-        log.with_ansi(colour).init();
-    }
+        lines.with_ansi(colour).boxed()
+    };
+    let (export, telemetry) = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let (layer, telemetry) = mandate::telemetry::otlp_layer(endpoint)?;
+            (Some(layer), Some(telemetry))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(export)
+        .init();
+    Ok(telemetry)
 }
 
 #[tokio::main]
@@ -169,7 +186,13 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    start_log(cli.settings.log_format);
+    let telemetry = match start_log(&cli.settings) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match Application::build(&cli.settings).await {
             Ok(app) => app.run_until_stopped().await,
@@ -229,13 +252,18 @@ async fn main() -> ExitCode {
             .await
         }
     };
-    match outcome {
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(telemetry) = telemetry {
+        // Off the runtime's workers: they run the export being flushed.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     }
+    code
 }
 
 /// `mandate keys …`.

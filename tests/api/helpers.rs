@@ -129,6 +129,7 @@ impl TestDatabase {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             metrics_listen: "127.0.0.1:0".parse().expect("a valid address"),
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
             database_url: self.url.clone(),
             // SQLite keeps its generated secret beside the database; PostgreSQL needs one given.
             pin_secret: match self.backend {

@@ -4,6 +4,14 @@
 
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::{self, GetCustomerRequest, RegisterCustomerRequest, WatchChangesRequest};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic::Code;
 
 use crate::helpers::{
@@ -485,4 +493,91 @@ fn start_up_failures_name_their_cause() {
         "a failed start left files behind"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stand-in OpenTelemetry collector: every export it receives goes to `spans`.
+struct Collector {
+    spans: tokio::sync::mpsc::UnboundedSender<ExportTraceServiceRequest>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let _ = self.spans.send(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// The string value of a span's attribute `key`.
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()
+        .and_then(|value| match value {
+            any_value::Value::StringValue(text) => Some(text.clone()),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_spans_go_to_an_otlp_collector_when_one_is_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the collector");
+    let collector = listener.local_addr().expect("the collector's address");
+    let (spans, mut received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector { spans }))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let endpoint = format!("http://{collector}");
+    let server = ServerProcess::start(&database, &["--otlp-endpoint", &endpoint]).await;
+    let mut identity =
+        IdentityServiceClient::new(with_key(channel_to(server.address).await, &database.key()));
+    let mut request = tonic::Request::new(RegisterCustomerRequest {
+        external_subject: "oidc|traced".into(),
+        display_name: "Traced".into(),
+        email: "traced@example.ca".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-1".parse().expect("metadata"));
+    identity.register_customer(request).await.expect("register");
+    // Stopping flushes what is queued.
+    server.stop().await;
+    let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(export) = received.recv().await {
+            for resource in export.resource_spans {
+                for scope in resource.scope_spans {
+                    for span in scope.spans {
+                        if span.name == "rpc"
+                            && attribute(&span, "request_id").as_deref() == Some("trace-me-1")
+                        {
+                            return Some(span);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("the call's span reached the collector");
+    assert_eq!(
+        attribute(&found, "method").as_deref(),
+        Some("/mandate.v1.IdentityService/RegisterCustomer")
+    );
+    assert_eq!(attribute(&found, "client").as_deref(), Some("bootstrap"));
+    assert_eq!(attribute(&found, "code").as_deref(), Some("OK"));
 }

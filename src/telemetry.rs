@@ -1,0 +1,59 @@
+//! Optional export of the spans (one `rpc` span per call, with its method, request id, client
+//! and code) to an OpenTelemetry collector over OTLP/gRPC, when `--otlp-endpoint` names one.
+//! Off by default. Spans go out in batches from a task on the server's runtime (the exporter
+//! speaks gRPC through tonic, which needs it); what is still queued is sent as the process ends.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::registry::LookupSpan;
+
+/// The exporter's pipeline, to be shut down (flushing it) as the process ends.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+/// A tracing layer that exports spans to the collector at `endpoint`
+/// (`http://collector:4317`), and the pipeline behind it.
+pub fn otlp_layer<S>(
+    endpoint: &str,
+) -> Result<
+    (
+        OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
+        Telemetry,
+    ),
+    String,
+>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|err| format!("--otlp-endpoint {endpoint}: {err}"))?;
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(Resource::builder().with_service_name("mandate").build())
+        .build();
+    let tracer = provider.tracer("mandate");
+    Ok((
+        tracing_opentelemetry::layer().with_tracer(tracer),
+        Telemetry { provider },
+    ))
+}
+
+impl Telemetry {
+    /// Sends the spans still queued and stops the exporter. Blocks: call it off the runtime's
+    /// worker threads, which run the export.
+    pub fn shutdown(self) {
+        if let Err(err) = self.provider.shutdown() {
+            tracing::warn!(error = %err, "the last spans could not be exported");
+        }
+    }
+}
