@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State as Extract;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mandate_domain::decision::Reason;
 use mandate_domain::permission::Permission;
 use mandate_store::Store;
@@ -37,6 +37,7 @@ use prometheus_client::registry::Registry;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::Code;
 
 use crate::convert;
@@ -426,7 +427,16 @@ struct Probes {
     stopping: watch::Receiver<bool>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` completes.
+/// A connection that has not sent a whole request head within this is closed: a client that
+/// connects and says nothing (or a byte a minute) holds no socket for long.
+const HEADER_WAIT: Duration = Duration::from_secs(5);
+/// The longest any connection stays open, however it is used; scrapers reconnect.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `/metrics`, `/healthz` and `/readyz` over HTTP/1.1 on `listener` until `stop`
+/// completes.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -434,45 +444,88 @@ pub async fn serve(
     stopping: watch::Receiver<bool>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
-    let address = listener.local_addr().ok();
-    let app = Router::new()
-        .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(Probes {
-            metrics,
-            database,
-            stopping,
+    let probes = Probes {
+        metrics,
+        database,
+        stopping,
+    };
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the metrics listener cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let probes = probes.clone();
+        connections.spawn(async move {
+            let answer = service_fn(move |request: Request<Incoming>| {
+                let response = probes.answer(request.method(), request.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_WAIT)
+                .serve_connection(TokioIo::new(stream), answer);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::warn!(error = %err, ?address, "the metrics listener failed");
+        while connections.try_join_next().is_some() {}
     }
 }
 
-async fn scrape(Extract(probes): Extract<Probes>) -> impl IntoResponse {
-    match probes.metrics.render() {
-        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot render the metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+impl Probes {
+    fn answer(&self, method: &Method, path: &str) -> Response<String> {
+        if method != Method::GET && method != Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        }
+        match path {
+            "/metrics" => match self.metrics.render() {
+                Ok(text) => {
+                    let mut response = Response::new(text);
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+                    response
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot render the metrics");
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot render the metrics\n",
+                    )
+                }
+            },
+            "/healthz" => plain(StatusCode::OK, "ok\n"),
+            "/readyz" if *self.stopping.borrow() => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
+            }
+            "/readyz" if self.database.load(Ordering::Relaxed) => plain(StatusCode::OK, "ready\n"),
+            "/readyz" => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database does not answer\n",
+            ),
+            _ => plain(
+                StatusCode::NOT_FOUND,
+                "not found: /metrics, /healthz and /readyz are served here\n",
+            ),
         }
     }
 }
 
-async fn ready(Extract(probes): Extract<Probes>) -> impl IntoResponse {
-    if *probes.stopping.borrow() {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
-    } else if probes.database.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database does not answer\n",
-        )
-    }
+fn plain(status: StatusCode, text: &'static str) -> Response<String> {
+    let mut response = Response::new(text.to_owned());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// Where the metrics and probes listen, or nowhere.

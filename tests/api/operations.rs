@@ -581,3 +581,35 @@ async fn call_spans_go_to_an_otlp_collector_when_one_is_named() {
     assert_eq!(attribute(&found, "client").as_deref(), Some("bootstrap"));
     assert_eq!(attribute(&found, "code").as_deref(), Some("OK"));
 }
+
+/// A thousand connections to the metrics listener that never send a request: the probes and
+/// the scrape still answer while they are open, and the server closes every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_metrics_listener_are_closed_and_probes_still_answer() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.metrics_address)
+                .await
+                .expect("an idle connection"),
+        );
+    }
+    assert_eq!(app.http_get("/readyz").await.0, 200);
+    let (status, text) = app.http_get("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for mut socket in idle {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                socket.read(&mut byte).await.unwrap_or(0),
+                0,
+                "the server sent something unasked"
+            );
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server left idle connections open");
+    app.stop().await;
+}
