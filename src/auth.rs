@@ -15,12 +15,14 @@ use tonic::body::Body;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Code, Request, Status};
 use tower::Service;
+use tracing::Instrument;
 
 use crate::connections::ConnectionInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{Client, FINGERPRINT_PREFIX, KeyRing, fingerprint};
 use crate::metrics::{Metrics, Refusal};
 use crate::middleware::{Answer, Around};
+use crate::observe::{CallSpan, RequestId};
 
 /// The metadata key naming the customer a portal call acts for.
 pub const CUSTOMER_HEADER: &str = "x-customer-id";
@@ -69,29 +71,52 @@ impl Around for Authenticate {
         S: Service<http::Request<B>, Response = http::Response<Body>>,
         S::Future: Send + 'static,
     {
-        if let Some(scopes) = required_scopes(request.uri().path()) {
-            match self.authorize(&request, scopes) {
-                Ok(client) => {
-                    tracing::Span::current().record("client", client.name.as_str());
-                    request.extensions_mut().insert(client);
-                }
-                Err(status) => {
-                    let refused = self.metrics.refused(match status.code() {
-                        Code::Unauthenticated => Refusal::Unauthenticated,
-                        _ => Refusal::MissingScope,
-                    });
-                    tracing::warn!(
-                        path = %request.uri().path(),
-                        code = ?status.code(),
-                        refused,
-                        "call refused: {}",
-                        status.message()
-                    );
-                    return Box::pin(async move { Ok(status.into_http()) });
-                }
+        let authorized =
+            required_scopes(request.uri().path()).map(|scopes| self.authorize(&request, scopes));
+        let client = match &authorized {
+            Some(Ok(client)) => Some(client.name.as_str()),
+            _ => None,
+        };
+        // The call's span, whole from the start (see `observe`).
+        let span = tracing::info_span!(
+            "rpc",
+            method = %request.uri().path(),
+            request_id = request.extensions().get::<RequestId>().map(RequestId::as_str),
+            client,
+            code = tracing::field::Empty,
+        );
+        match authorized {
+            Some(Ok(client)) => {
+                request.extensions_mut().insert(client);
             }
+            Some(Err(status)) => {
+                let refused = self.metrics.refused(match status.code() {
+                    Code::Unauthenticated => Refusal::Unauthenticated,
+                    _ => Refusal::MissingScope,
+                });
+                tracing::warn!(
+                    parent: &span,
+                    code = ?status.code(),
+                    refused,
+                    "call refused: {}",
+                    status.message()
+                );
+                let mut response = status.into_http();
+                response.extensions_mut().insert(CallSpan(span));
+                return Box::pin(async move { Ok(response) });
+            }
+            None => {}
         }
-        Box::pin(next.call(request))
+        let answer = span.in_scope(|| next.call(request));
+        let handed_back = CallSpan(span.clone());
+        Box::pin(
+            async move {
+                let mut response = answer.await?;
+                response.extensions_mut().insert(handed_back);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }
 

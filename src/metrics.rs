@@ -55,6 +55,12 @@ pub struct MethodLabels {
     grpc_method: Arc<String>,
 }
 
+impl fmt::Display for MethodLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.grpc_service, self.grpc_method)
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandledLabels {
     grpc_service: Arc<String>,

@@ -1,8 +1,12 @@
-//! Every call, observed: one span named `rpc` with its method, request id, client system and
-//! status code, so that every line the call logs carries them; the request id returned in the
-//! `x-request-id` response metadata; and the call counted and timed in the metrics. The id is
-//! the caller's own `x-request-id` when it sends a usable one (1 to 128 visible ASCII
-//! characters), and a new one otherwise.
+//! Every call, observed: its request id, returned in the `x-request-id` response metadata, and
+//! the call counted and timed in the metrics. The id is the caller's own `x-request-id` when it
+//! sends a usable one (1 to 128 visible ASCII characters), and a new one otherwise.
+//!
+//! The call's span (`rpc`, with its method, request id, client system and status code) is made
+//! by `auth::Authenticate`, which is the first to know the client: so the span is made whole, at
+//! once, rather than formatted again as each field arrives (the JSON log re-parses a span's
+//! fields on every change). Its code is added here, at the end, only when spans are exported
+//! (`telemetry`): the log has the code on the "call answered" line.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +20,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Code;
 use tonic::body::Body;
 use tower::Service;
-use tracing::Instrument;
 
 use crate::metrics::{MethodLabels, Metrics, code_name};
 use crate::middleware::{Answer, Around};
@@ -25,7 +28,21 @@ use crate::middleware::{Answer, Around};
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const LONGEST_REQUEST_ID: usize = 128;
 
-/// The outermost layer: spans, request ids, and call metrics.
+/// A call's request id, for the layers inside `Observe`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+/// A call's span, handed back with the response by the layer that made it.
+#[derive(Debug, Clone)]
+pub struct CallSpan(pub tracing::Span);
+
+/// The outermost layer: request ids and call metrics.
 #[derive(Debug, Clone)]
 pub struct Observe {
     metrics: Arc<Metrics>,
@@ -81,56 +98,56 @@ fn callers_id<B>(request: &http::Request<B>) -> Option<HeaderValue> {
 }
 
 impl Around for Observe {
-    fn around<S, B>(&self, request: http::Request<B>, next: &mut S) -> Answer<S::Error>
+    fn around<S, B>(&self, mut request: http::Request<B>, next: &mut S) -> Answer<S::Error>
     where
         S: Service<http::Request<B>, Response = http::Response<Body>>,
         S::Future: Send + 'static,
     {
         let started = Instant::now();
         let request_id = callers_id(&request).unwrap_or_else(|| self.ids.next());
-        let span = tracing::info_span!(
-            "rpc",
-            method = %request.uri().path(),
-            request_id = request_id.to_str().unwrap_or_default(),
-            client = tracing::field::Empty,
-            code = tracing::field::Empty,
-        );
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
         let method = self.metrics.method(request.uri().path());
         self.metrics.call_started(&method);
-        let call = Call {
+        let mut call = Call {
             metrics: self.metrics.clone(),
             method,
             started,
-            span: span.clone(),
+            request_id: RequestId(request_id.clone()),
+            span: None,
         };
-        let response = span.in_scope(|| next.call(request));
-        Box::pin(
-            async move {
-                let mut response = match response.await {
-                    Ok(response) => response,
-                    Err(err) => {
-                        call.finish(Code::Unknown);
-                        return Err(err);
-                    }
-                };
-                response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-                // A call that fails before its first message answers with its status in the
-                // headers; the others, in the trailers at the end of the body.
-                Ok(match status_of(response.headers()) {
-                    Some(code) => {
-                        call.finish(code);
-                        response
-                    }
-                    None => response.map(|body| {
-                        Body::new(Observed {
-                            body,
-                            call: Some(call),
-                        })
-                    }),
-                })
+        let response = next.call(request);
+        Box::pin(async move {
+            let mut response = match response.await {
+                Ok(response) => response,
+                Err(err) => {
+                    call.finish(Code::Unknown);
+                    return Err(err);
+                }
+            };
+            if crate::telemetry::exporting() {
+                call.span = response
+                    .extensions_mut()
+                    .remove::<CallSpan>()
+                    .map(|span| span.0);
             }
-            .instrument(span),
-        )
+            response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+            // A call that fails before its first message answers with its status in the
+            // headers; the others, in the trailers at the end of the body.
+            Ok(match status_of(response.headers()) {
+                Some(code) => {
+                    call.finish(code);
+                    response
+                }
+                None => response.map(|body| {
+                    Body::new(Observed {
+                        body,
+                        call: Some(call),
+                    })
+                }),
+            })
+        })
     }
 }
 
@@ -146,16 +163,22 @@ struct Call {
     metrics: Arc<Metrics>,
     method: MethodLabels,
     started: Instant,
-    span: tracing::Span,
+    request_id: RequestId,
+    /// The call's span, when spans are exported: its code is added at the end.
+    span: Option<tracing::Span>,
 }
 
 impl Call {
     fn finish(self, code: Code) {
         let elapsed = self.started.elapsed();
         self.metrics.call_handled(&self.method, code, elapsed);
-        self.span.record("code", code_name(code));
+        if let Some(span) = &self.span {
+            span.record("code", code_name(code));
+        }
         tracing::debug!(
-            parent: &self.span,
+            method = %self.method,
+            request_id = self.request_id.as_str(),
+            code = code_name(code),
             elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "call answered"
         );

@@ -3,6 +3,8 @@
 //! Off by default. Spans go out in batches from a task on the server's runtime (the exporter
 //! speaks gRPC through tonic, which needs it); what is still queued is sent as the process ends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
@@ -10,6 +12,14 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::registry::LookupSpan;
+
+/// Whether spans are exported: set once, as the exporter starts.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans, so that what only the export needs is recorded at all.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// The exporter's pipeline, to be shut down (flushing it) as the process ends.
 pub struct Telemetry {
@@ -42,6 +52,7 @@ where
         .with_resource(Resource::builder().with_service_name("mandate").build())
         .build();
     let tracer = provider.tracer("mandate");
+    EXPORTING.store(true, Ordering::Relaxed);
     Ok((
         tracing_opentelemetry::layer().with_tracer(tracer),
         Telemetry { provider },
