@@ -39,7 +39,7 @@ pub fn effective(command: &Command, matches: &ArgMatches, resolved: &Settings) -
         };
         let (value, note) = match given {
             Some(_) if SECRET.contains(&id) => ("<redacted>".to_owned(), String::new()),
-            Some(url) if id == "database_url" => {
+            Some(url) if id == "database_url" || id == "otlp_endpoint" => {
                 let (url, password) = mandate_store::split_password(&url);
                 let note = if password.is_some() {
                     ", password redacted".to_owned()
@@ -132,6 +132,9 @@ pub fn reference(command: &Command) -> String {
             .map(|value| format!("`{}`", value.get_name()))
             .collect();
         if !accepted.is_empty() && arg.get_action().takes_values() {
+            if !help.is_empty() && !help.ends_with('.') {
+                help.push('.');
+            }
             let _ = write!(help, " Accepted: {}.", accepted.join(", "));
         }
         let _ = writeln!(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mandate::config::{LogFormat, Settings};
@@ -142,7 +143,7 @@ enum KeysCommand {
 /// Starts the log, on standard error: standard output is for what a command prints, such as
 /// a new key. With `--otlp-endpoint`, spans also go to that collector; the pipeline returned is
 /// to be shut down at the end.
-fn start_log(settings: &Settings) -> Result<Option<Telemetry>, String> {
+fn start_log(settings: &Settings, serving: bool) -> Result<Option<Telemetry>, String> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
     let terminal = std::io::stderr().is_terminal();
@@ -164,7 +165,9 @@ fn start_log(settings: &Settings) -> Result<Option<Telemetry>, String> {
         let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
         lines.with_ansi(colour).boxed()
     };
-    let (export, telemetry) = match &settings.otlp_endpoint {
+    // Only a serving process exports: `mandate probe`, run every few seconds by a container's
+    // health check, and the other commands have no calls to trace.
+    let (export, telemetry) = match settings.otlp_endpoint.as_ref().filter(|_| serving) {
         Some(endpoint) => {
             let (layer, telemetry) = mandate::telemetry::otlp_layer(endpoint)?;
             (Some(layer), Some(telemetry))
@@ -186,7 +189,8 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let telemetry = match start_log(&cli.settings) {
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let telemetry = match start_log(&cli.settings, serving) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("error: {err}");
@@ -252,18 +256,27 @@ async fn main() -> ExitCode {
             .await
         }
     };
-    let code = match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+    let failed = match outcome {
+        Ok(()) => false,
         Err(err) => {
             tracing::error!("{err}");
-            ExitCode::FAILURE
+            true
         }
     };
     if let Some(telemetry) = telemetry {
         // Off the runtime's workers: they run the export being flushed.
-        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        let flush = tokio::task::spawn_blocking(move || telemetry.shutdown());
+        if tokio::time::timeout(FLUSH_WAIT, flush).await.is_err() {
+            tracing::warn!("the last spans were not exported in time");
+            // The runtime would wait for the flush as it ends: the process ends now instead.
+            std::process::exit(i32::from(failed));
+        }
     }
-    code
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `mandate keys …`.
@@ -528,11 +541,39 @@ fn probe(settings: &Settings) -> Result<(), StartupError> {
     }
 }
 
+/// How long a stopping server waits for its last spans to be exported.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long `mandate probe` waits for the server.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `mandate backup FILE`.
 async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), StartupError> {
+    let Some(database) = settings.sqlite_file() else {
+        return Err(StartupError::Invalid(
+            "mandate backup copies a SQLite database; back PostgreSQL up with pg_dump (or your \
+             service's backups), and keep the PIN secret with the dump"
+                .into(),
+        ));
+    };
+    // Nothing is created or migrated here: a backup run against the wrong file must not make
+    // an empty database and a new secret, and report success.
+    if !database.exists() {
+        return Err(StartupError::Invalid(format!(
+            "there is no SQLite database at {}: nothing to back up (check DATABASE_URL and the \
+             working directory)",
+            database.display()
+        )));
+    }
+    if settings.pin_secret.is_none()
+        && let Some(path) = settings.pin_secret_path()
+        && !path.exists()
+    {
+        return Err(StartupError::Invalid(format!(
+            "the PIN secret file {} is missing: a copy without its secret could not be read",
+            path.display()
+        )));
+    }
     let mut secret_file = file.as_os_str().to_owned();
     secret_file.push(".secret");
     let secret_file = PathBuf::from(secret_file);
@@ -544,20 +585,17 @@ async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), Start
             )));
         }
     }
-    let store = mandate::startup::open_store(settings).await?;
     let secret = mandate::secrets::load_secret(settings)?;
+    let store = mandate::startup::open_unmigrated(settings).await?;
     // Only the secret this database was set up with is worth keeping beside the copy.
     mandate::startup::open_vault(settings, &store).await?;
-    match store.backup_into(file).await {
-        None => {
-            return Err(StartupError::Invalid(
-                "mandate backup copies a SQLite database; back PostgreSQL up with pg_dump (or \
-                 your service's backups), and keep the PIN secret with the dump"
-                    .into(),
-            ));
-        }
-        Some(result) => result?,
+    if let Some(copied) = store.backup_into(file).await {
+        copied?;
     }
+    // The copy holds what the database does: readable by its owner only, like the secret.
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(|err| {
+        StartupError::Invalid(format!("cannot make {} private: {err}", file.display()))
+    })?;
     mandate::secrets::write_private(&secret_file, &secret).map_err(|err| {
         StartupError::Invalid(format!(
             "the database was copied to {}, but its PIN secret could not be written to {}: {err}",
@@ -566,8 +604,8 @@ async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), Start
         ))
     })?;
     println!(
-        "copied the database to {} and its PIN secret to {} (mode 600); to restore, put both \
-         back in place of the database and its secret file, with the server stopped",
+        "copied the database to {} and its PIN secret to {} (both mode 600); to restore, put \
+         both back in place of the database and its secret file, with the server stopped",
         file.display(),
         secret_file.display()
     );

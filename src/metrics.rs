@@ -12,7 +12,7 @@
 //! `grpc_server_handling_seconds`); what only Mandate knows is named `mandate_…`. Series read
 //! from elsewhere (the cache, the pool, the change tail, open feeds) are read at each scrape.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ use prometheus_client::registry::Registry;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tonic::Code;
 
 use crate::convert;
@@ -132,9 +132,9 @@ impl fmt::Debug for Metrics {
     }
 }
 
-/// Call latencies: 0.1 ms to about 3.3 s, doubling.
+/// Call latencies: 0.1 ms to about 6.6 s, doubling (past the default database wait, 5 s).
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
 impl Metrics {
@@ -217,7 +217,8 @@ impl Metrics {
         );
         registry.register(
             "mandate_refused_calls",
-            "Calls refused before their service ran, by cause",
+            "Calls refused by cause: before their service ran (unauthenticated, missing_scope, \
+             overloaded), or cut off after the database wait (database_wait)",
             self.refused.clone(),
         );
         registry.register(
@@ -375,7 +376,8 @@ impl Collector for Live {
         counter(
             &mut encoder,
             "mandate_denied_checks_dropped",
-            "Denied checks dropped from the trail because its queue was full",
+            "Denied checks not written to the trail: its queue was full, or the database \
+             refused their batch",
             self.denials.dropped(),
         )
     }
@@ -438,6 +440,9 @@ struct Probes {
 const HEADER_WAIT: Duration = Duration::from_secs(5);
 /// The longest any connection stays open, however it is used; scrapers reconnect.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The most connections open at once, so that a flood cannot take the file descriptors the gRPC
+/// listener shares: past it, a newcomer closes the oldest connection that has sent nothing.
+const MAX_CONNECTIONS: usize = 64;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -456,6 +461,8 @@ pub async fn serve(
         stopping,
     };
     let mut connections = JoinSet::new();
+    // Oldest first: each task's handle, and whether its client has sent a request yet.
+    let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     tokio::pin!(stop);
     loop {
         let stream = tokio::select! {
@@ -469,9 +476,32 @@ pub async fn serve(
                 }
             },
         };
+        while connections.try_join_next().is_some() {}
+        open.retain(|(task, _)| !task.is_finished());
+        if open.len() >= MAX_CONNECTIONS {
+            // Room for the newcomer: the oldest connection that has not said anything goes
+            // (a probe or a scraper speaks at once); when every one has, the newcomer goes.
+            match open
+                .iter()
+                .position(|(_, spoke)| !spoke.load(Ordering::Relaxed))
+            {
+                Some(silent) => {
+                    if let Some((task, _)) = open.remove(silent) {
+                        task.abort();
+                    }
+                }
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            }
+        }
+        let spoke = Arc::new(AtomicBool::new(false));
+        let heard = spoke.clone();
         let probes = probes.clone();
-        connections.spawn(async move {
+        let task = connections.spawn(async move {
             let answer = service_fn(move |request: Request<Incoming>| {
+                heard.store(true, Ordering::Relaxed);
                 let response = probes.answer(request.method(), request.uri().path());
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
@@ -481,7 +511,7 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(stream), answer);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
-        while connections.try_join_next().is_some() {}
+        open.push_back((task, spoke));
     }
 }
 

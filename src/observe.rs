@@ -116,6 +116,7 @@ impl Around for Observe {
             started,
             request_id: RequestId(request_id.clone()),
             span: None,
+            finished: false,
         };
         let response = next.call(request);
         Box::pin(async move {
@@ -166,10 +167,26 @@ struct Call {
     request_id: RequestId,
     /// The call's span, when spans are exported: its code is added at the end.
     span: Option<tracing::Span>,
+    finished: bool,
+}
+
+/// A call dropped before its status went out was cut off: by its client's deadline (tonic
+/// answers `CANCELLED` for it), or by its client going away.
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(Code::Cancelled);
+        }
+    }
 }
 
 impl Call {
-    fn finish(self, code: Code) {
+    fn finish(mut self, code: Code) {
+        self.record(code);
+        self.finished = true;
+    }
+
+    fn record(&self, code: Code) {
         let elapsed = self.started.elapsed();
         self.metrics.call_handled(&self.method, code, elapsed);
         if let Some(span) = &self.span {
@@ -185,8 +202,8 @@ impl Call {
     }
 }
 
-/// A response body that counts its call when the status goes out in the trailers, or as
-/// `CANCELLED` when it is dropped before that (the client went away).
+/// A response body that counts its call when the status goes out in the trailers, or (as its
+/// call is dropped unfinished) as `CANCELLED` when it is dropped before that.
 struct Observed {
     body: Body,
     call: Option<Call>,
@@ -220,13 +237,5 @@ impl HttpBody for Observed {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.finish(Code::Cancelled);
-        }
     }
 }

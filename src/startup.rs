@@ -137,10 +137,7 @@ impl Application {
         let denials = Arc::new(denials);
         let feeds = Arc::new(Feeds::new(settings.max_feeds_per_client));
         let metrics = Arc::new(Metrics::new(
-            &[
-                crate::pb::FILE_DESCRIPTOR_SET,
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-            ],
+            &DESCRIPTORS,
             Live {
                 store: store.clone(),
                 feeds: feeds.clone(),
@@ -222,10 +219,7 @@ impl Application {
         stop: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let descriptors = [
-            crate::pb::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ];
+        let descriptors = DESCRIPTORS;
         let mut v1 = tonic_reflection::server::Builder::configure();
         let mut v1alpha = tonic_reflection::server::Builder::configure();
         for set in descriptors {
@@ -365,6 +359,12 @@ const CUT_WAIT: Duration = Duration::from_secs(1);
 /// of at most about 350 bytes) fits; a larger message answers `OUT_OF_RANGE` unread, so no
 /// request decodes into more than a few megabytes.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The services served, as encoded descriptor sets: for reflection, and the metrics' method
+/// labels.
+const DESCRIPTORS: [&[u8]; 2] = [
+    crate::pb::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+];
 /// What Health reports on: the server as a whole, and each `mandate.v1` service.
 const SERVICES: [&str; 4] = [
     "",
@@ -401,8 +401,15 @@ async fn watch_database(state: Shared, health: HealthReporter) {
         }
         tokio::select! {
             () = tokio::time::sleep(PROBE_EVERY) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+            _ = stopping.wait_for(|stopping| *stopping) => break,
         }
+    }
+    // A stopping server takes no new work: load balancers and probes hear it at once (as
+    // `/readyz` says 503), while the calls in flight finish.
+    for service in SERVICES {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
     }
 }
 
@@ -485,16 +492,20 @@ async fn shutdown_signal() {
 
 /// Connects to the configured database; a failure names its cause as far as it can be found.
 async fn connect(settings: &Settings) -> Result<Store, StartupError> {
-    Store::connect(&settings.database_url, settings.store_options())
-        .await
-        .map_err(|err| {
+    match Store::connect(&settings.database_url, settings.store_options()).await {
+        Ok(store) => Ok(store),
+        Err(err) => {
             let (url, _) = mandate_store::split_password(&settings.database_url);
-            StartupError::Database(crate::diagnose::database_failure(
-                &url,
-                &err.to_string(),
-                Duration::from_millis(settings.database_wait_ms),
-            ))
-        })
+            let wait = Duration::from_millis(settings.database_wait_ms);
+            // The diagnosis resolves names and dials the database's address: blocking work.
+            let cause = tokio::task::spawn_blocking(move || {
+                crate::diagnose::database_failure(&url, &err.to_string(), wait)
+            })
+            .await
+            .unwrap_or_else(|_| "the cause could not be found".to_owned());
+            Err(StartupError::Database(cause))
+        }
+    }
 }
 
 /// Applies pending migrations to the configured database (`mandate migrate`).
@@ -519,6 +530,12 @@ async fn checked_vault(
 /// The PIN keys configured, for the operator's commands that make PINs.
 pub async fn open_vault(settings: &Settings, store: &Store) -> Result<PinVault, StartupError> {
     checked_vault(store, &load_secret(settings)?).await
+}
+
+/// The configured database as it is, not migrated, for commands that only read it.
+pub async fn open_unmigrated(settings: &Settings) -> Result<Store, StartupError> {
+    require_existing_database(settings)?;
+    connect(settings).await
 }
 
 /// The configured database, migrated, for the operator's commands.

@@ -4,6 +4,7 @@
 //! speaks gRPC through tonic, which needs it); what is still queued is sent as the process ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -12,6 +13,9 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::registry::LookupSpan;
+
+/// How long one export may take: a silent collector must not hold up the stop.
+const EXPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether spans are exported: set once, as the exporter starts.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -43,6 +47,7 @@ where
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
+        .with_timeout(EXPORT_WAIT)
         .build()
         .map_err(|err| format!("--otlp-endpoint {endpoint}: {err}"))?;
     let processor =

@@ -399,21 +399,15 @@ async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
     let registered = app.contractor(&expiring).await;
     let lapsed = registered.contractor.unwrap().contractor_id;
     app.associate(&associate, &registered.pin).await;
-    app.permissions
-        .set_permissions(as_customer(
-            &expiring,
-            mandate::pb::SetPermissionsRequest {
-                contractor_id: lapsed.clone(),
-                customer_id: associate.clone(),
-                permissions: crate::helpers::permissions(&[Pay]),
-                expire_time: Some(prost_types::Timestamp {
-                    seconds: chrono::Utc::now().timestamp() + 1,
-                    nanos: 0,
-                }),
-            },
-        ))
-        .await
-        .unwrap();
+    // A whole second ahead (not the next whole second, which may be a moment away).
+    app.grant_until(
+        &expiring,
+        &lapsed,
+        &associate,
+        &[Pay],
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+    )
+    .await;
     link(&mut app, PERMIT, &contractor).await;
     app.contractors
         .merge_contractors(mandate::pb::MergeContractorsRequest {

@@ -15,7 +15,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic::Code;
 
 use crate::helpers::{
-    Backend, TestDatabase, as_customer, channel_to, expect_code, spawn_app, with_key,
+    Backend, TestDatabase, as_customer, channel_to, expect_code, spawn_app, spawn_app_with,
+    with_key,
 };
 use crate::newcomer::tempfile_dir;
 use crate::on_both_backends;
@@ -283,6 +284,29 @@ fn config_prints_the_effective_settings_with_secrets_redacted() {
 }
 
 #[test]
+fn config_redacts_a_password_given_in_the_query_and_a_collector_credential() {
+    let (ok, out, err) = run(
+        &["config"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://app@db.internal/permits?password=hunter3",
+            ),
+            (
+                "MANDATE_OTLP_ENDPOINT",
+                "https://collector:t0ken@otel.internal:4317",
+            ),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(!out.contains("hunter3") && !out.contains("t0ken"), "{out}");
+    assert!(
+        out.contains("DATABASE_URL=postgres://app@db.internal/permits "),
+        "{out}"
+    );
+}
+
+#[test]
 fn an_invalid_setting_stops_the_start_naming_it_and_what_it_accepts() {
     let (ok, _, err) = run(&["config"], &[("MANDATE_LOG_FORMAT", "xml")]);
     assert!(!ok);
@@ -391,6 +415,21 @@ async fn probe_and_backup_work_against_a_running_sqlite_server() {
             .permissions(),
     );
     assert_eq!(mode & 0o077, 0, "the secret copy is private");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&copy).expect("the copy").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the copy is private");
+    // A database that is not there is not created to be backed up.
+    let nowhere = format!("sqlite://{}/nowhere.db?mode=rwc", database.dir().display());
+    let elsewhere = database.dir().join("elsewhere.db").display().to_string();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run(&["backup", &elsewhere, "--database-url", &nowhere], &[])
+    })
+    .await
+    .expect("backup of nothing");
+    assert!(!ok && err.contains("no SQLite database"), "{err}");
+    assert!(!database.dir().join("nowhere.db").exists());
+    assert!(!database.dir().join("nowhere.db.secret").exists());
     // Again onto the same file: refused, nothing overwritten.
     let (copy_flag, url) = (copy.display().to_string(), database.url.clone());
     let (ok, _, err) = tokio::task::spawn_blocking(move || {
@@ -612,4 +651,83 @@ async fn idle_connections_to_the_metrics_listener_are_closed_and_probes_still_an
     .await;
     assert!(closed.is_ok(), "the server left idle connections open");
     app.stop().await;
+}
+
+/// A unary call cut off by its client's deadline while it waits on the database is counted as
+/// handled, `CANCELLED` (what tonic answers for it), not left started for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_by_its_deadline_is_counted_as_handled() {
+    let mut app = spawn_app(Backend::Postgres).await;
+    let blocker = app.hold_revision_lock().await;
+    let mut request = tonic::Request::new(RegisterCustomerRequest {
+        external_subject: "oidc|late".into(),
+        display_name: "Late".into(),
+        email: "late@example.ca".into(),
+    });
+    request.set_timeout(std::time::Duration::from_millis(300));
+    let status = app
+        .identity
+        .register_customer(request)
+        .await
+        .expect_err("the write waits past the deadline");
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+    blocker.commit().await.expect("release the revision lock");
+    let method = "grpc_service=\"mandate.v1.IdentityService\",grpc_method=\"RegisterCustomer\"";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, text) = app.http_get("/metrics").await;
+        let started = series(&text, &format!("grpc_server_started_total{{{method}}}"));
+        let cancelled = series(
+            &text,
+            &format!("grpc_server_handled_total{{{method},grpc_code=\"CANCELLED\"}}"),
+        );
+        if cancelled == Some(1.0) {
+            assert_eq!(started, Some(1.0), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-off call was not counted:\n{text}"
+        );
+        tokio::task::yield_now().await;
+    }
+    app.stop().await;
+}
+
+/// A stopping server says so at once: a load balancer watching Health hears `NOT_SERVING`
+/// while the calls in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_reports_not_serving_to_health_watchers() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.shutdown_grace_ms = 500;
+    })
+    .await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch Health")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("a status")
+        .expect("the watch is open");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let stopping = tokio::spawn(app.stop());
+    let next = watch
+        .message()
+        .await
+        .expect("a status")
+        .expect("the watch is still open");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    stopping.await.expect("the server stops");
 }

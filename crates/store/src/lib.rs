@@ -98,9 +98,40 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// A database URL without its password (`postgres://user:secret@host/db` →
-/// `postgres://user@host/db`), and the password, percent-decoded. The URL alone reaches the
-/// database driver's traces and errors; the password goes to the driver separately.
+/// `postgres://user@host/db`, or `…/db?password=secret` → `…/db`), and the password,
+/// percent-decoded. The URL alone reaches the database driver's traces and errors; the password
+/// goes to the driver separately.
 pub fn split_password(url: &str) -> (String, Option<String>) {
+    let (url, in_user_info) = split_user_info_password(url);
+    let (url, in_query) = split_query_password(&url);
+    (url, in_user_info.or(in_query))
+}
+
+/// `split_password` for a password in the URL's query (`?password=…`, as libpq takes it).
+fn split_query_password(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut password = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("password=") {
+            Some(value) => {
+                password = Some(percent_decode(value));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    match password {
+        None => (url.to_owned(), None),
+        Some(password) if kept.is_empty() => (base.to_owned(), Some(password)),
+        Some(password) => (format!("{base}?{}", kept.join("&")), Some(password)),
+    }
+}
+
+/// `split_password` for a password in the URL's user information (`user:password@`).
+fn split_user_info_password(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);
     };
@@ -433,7 +464,12 @@ impl Store {
     /// (`pg_dump`, or the service's backups) do this.
     pub async fn backup_into(&self, file: &Path) -> Option<Result<()>> {
         self.file.as_ref()?;
-        let file = file.to_string_lossy().into_owned();
+        let Some(file) = file.to_str() else {
+            return Some(Err(Error::Internal(format!(
+                "the backup's path {} is not UTF-8: SQLite takes UTF-8 paths",
+                file.display()
+            ))));
+        };
         Some(
             self.db
                 .execute_raw(Statement::from_sql_and_values(
@@ -570,11 +606,12 @@ impl Store {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
-            .await?;
+            .await;
+        // A wait that ended in a timeout is a wait too, and the longest.
         if let Some(observe) = self.write_waits.get() {
             observe(asked.elapsed());
         }
-        Ok(txn)
+        Ok(txn?)
     }
 }
 
@@ -644,6 +681,20 @@ mod tests {
         ] {
             assert_eq!(split_password(unchanged), (unchanged.to_owned(), None));
         }
+        assert_eq!(
+            split_password("postgres://app@db/permits?sslmode=require&password=s%3Acret"),
+            (
+                "postgres://app@db/permits?sslmode=require".to_owned(),
+                Some("s:cret".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://app@db/permits?password=s3cret"),
+            (
+                "postgres://app@db/permits".to_owned(),
+                Some("s3cret".to_owned())
+            )
+        );
         assert_eq!(percent_decode("100%"), "100%");
     }
 
