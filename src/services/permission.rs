@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{FeedSlot, Shared, reply};
 use crate::auth;
@@ -380,7 +381,10 @@ impl PermissionService for PermissionApi {
             Err(err) => return reply(Err(err)),
         };
         let (sender, receiver) = mpsc::channel(FEED_BATCH as usize);
-        tokio::spawn(feed(self.0.clone(), after, sender, slot));
+        // The feed's lines carry the call's request id and client, as the call's own do.
+        tokio::spawn(
+            feed(self.0.clone(), after, sender, slot).instrument(tracing::Span::current()),
+        );
         let stream: ChangeStream = Box::pin(ReceiverStream::new(receiver));
         Ok(Response::new(stream))
     }
