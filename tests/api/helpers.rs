@@ -339,6 +339,27 @@ impl TestApp {
         http_get(self.metrics_address, path).await
     }
 
+    /// Waits until the server has let go of `count` calls to `method` (of `service`) that were
+    /// cut off (`CANCELLED`): their futures, and with them their transactions, are dropped.
+    pub async fn calls_cut_off(&self, service: &str, method: &str, count: f64) {
+        let name = format!(
+            "grpc_server_handled_total{{grpc_service=\"{service}\",grpc_method=\"{method}\",\
+             grpc_code=\"CANCELLED\"}}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, text) = self.http_get("/metrics").await;
+            if series(&text, &name).is_some_and(|cut| cut >= count) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not let go of the call:\n{text}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The address the server listens on.
     pub fn address(&self) -> std::net::SocketAddr {
         self.address
@@ -825,4 +846,12 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String
         .and_then(|code| code.parse().ok())
         .expect("a status code");
     (status, body.to_owned())
+}
+
+/// The value of the series `name{labels}` in a metrics exposition (exactly as it writes it), if
+/// present.
+pub fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
