@@ -102,17 +102,23 @@ impl Around for Authenticate {
                     status.message()
                 );
                 let mut response = status.into_http();
-                response.extensions_mut().insert(CallSpan(span));
+                if crate::telemetry::exporting() {
+                    response.extensions_mut().insert(CallSpan(span));
+                }
                 return Box::pin(async move { Ok(response) });
             }
             None => {}
         }
         let answer = span.in_scope(|| next.call(request));
-        let handed_back = CallSpan(span.clone());
+        // Only an exported span needs its code (see `observe`): otherwise the response carries
+        // nothing more.
+        let handed_back = crate::telemetry::exporting().then(|| CallSpan(span.clone()));
         Box::pin(
             async move {
                 let mut response = answer.await?;
-                response.extensions_mut().insert(handed_back);
+                if let Some(span) = handed_back {
+                    response.extensions_mut().insert(span);
+                }
                 Ok(response)
             }
             .instrument(span),

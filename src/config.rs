@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -199,6 +199,14 @@ pub struct Settings {
     pub tls: TlsSettings,
 }
 
+/// `file` with `suffix` added to its name (`mandate.db` → `mandate.db.secret`): how the files
+/// kept beside a database file are named.
+pub fn beside(file: &Path, suffix: &str) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
 /// The `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -324,11 +332,7 @@ impl Settings {
         if let Some(path) = &self.pin_secret_file {
             return Some(path.clone());
         }
-        self.sqlite_file().map(|db| {
-            let mut name = db.into_os_string();
-            name.push(".secret");
-            name.into()
-        })
+        self.sqlite_file().map(|db| beside(&db, ".secret"))
     }
 
     /// Where the bootstrap key goes.
@@ -337,11 +341,7 @@ impl Settings {
             return file.clone();
         }
         match self.sqlite_file() {
-            Some(db) => {
-                let mut name = db.into_os_string();
-                name.push(".bootstrap-key");
-                name.into()
-            }
+            Some(db) => beside(&db, ".bootstrap-key"),
             None => PathBuf::from("mandate.bootstrap-key"),
         }
     }

@@ -1,14 +1,12 @@
 //! `mandate`: the gRPC server (the default), and the operator's commands.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mandate::config::{LogFormat, Settings};
 use mandate::legacy::ImportFiles;
@@ -574,9 +572,7 @@ async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), Start
             path.display()
         )));
     }
-    let mut secret_file = file.as_os_str().to_owned();
-    secret_file.push(".secret");
-    let secret_file = PathBuf::from(secret_file);
+    let secret_file = mandate::config::beside(file, ".secret");
     for path in [file, &secret_file] {
         if path.exists() {
             return Err(StartupError::Invalid(format!(

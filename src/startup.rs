@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -451,11 +450,7 @@ fn require_existing_database(settings: &Settings) -> Result<(), StartupError> {
     }
     let traces: Vec<String> = [".secret", ".migrate-lock", "-wal", "-shm"]
         .iter()
-        .map(|suffix| {
-            let mut name = file.clone().into_os_string();
-            name.push(suffix);
-            PathBuf::from(name)
-        })
+        .map(|suffix| crate::config::beside(&file, suffix))
         .filter(|trace| trace.exists())
         .map(|trace| trace.display().to_string())
         .collect();
