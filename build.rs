@@ -17,6 +17,7 @@ const PIN_MESSAGES: &[&str] = &[
     "AssociateByPinRequest",
     "GetPinResponse",
     "RotatePinResponse",
+    "ReissuePinResponse",
     "RemoveAssociateResponse",
     "LinkLegacyCustomerRequest",
 ];

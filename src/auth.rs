@@ -38,7 +38,8 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
         ("mandate.v1.IdentityService", "ClearPinLockout")
         | (
             "mandate.v1.ContractorService",
-            "MergeContractors" | "AppointManager" | "ReissuePin" | "SearchContractors",
+            "MergeContractors" | "AppointManager" | "ReissuePin" | "RetireAliasPins"
+            | "SearchContractors",
         ) => &[Staff],
         ("mandate.v1.IdentityService" | "mandate.v1.ContractorService", _) => &[Portal],
         (

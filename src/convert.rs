@@ -200,6 +200,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::LegacyImported => pb::ChangeKind::LegacyImported,
         ChangeKind::LegacyCustomerLinked => pb::ChangeKind::LegacyCustomerLinked,
         ChangeKind::Seeded => pb::ChangeKind::Seeded,
+        ChangeKind::AliasPinsRetired => pb::ChangeKind::AliasPinsRetired,
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::pb::{
     AssociateByPinRequest, GetPinResponse, LinkLegacyCustomerRequest, RegisterContractorResponse,
-    RemoveAssociateResponse, RotatePinResponse,
+    ReissuePinResponse, RemoveAssociateResponse, RotatePinResponse,
 };
 
 const HIDDEN: &str = "<redacted>";
@@ -43,6 +43,7 @@ impl fmt::Debug for RotatePinResponse {
         f.debug_struct("RotatePinResponse")
             .field("pin", &HIDDEN)
             .field("revision", &self.revision)
+            .field("retired_alias_pins", &self.retired_alias_pins)
             .finish()
     }
 }
@@ -52,6 +53,17 @@ impl fmt::Debug for RemoveAssociateResponse {
         f.debug_struct("RemoveAssociateResponse")
             .field("revision", &self.revision)
             .field("pin", &HIDDEN)
+            .field("retired_alias_pins", &self.retired_alias_pins)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ReissuePinResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReissuePinResponse")
+            .field("pin", &HIDDEN)
+            .field("revision", &self.revision)
+            .field("retired_alias_pins", &self.retired_alias_pins)
             .finish()
     }
 }
@@ -93,14 +105,24 @@ mod tests {
                 "{:?}",
                 RotatePinResponse {
                     pin: PIN.into(),
-                    revision: 7
+                    revision: 7,
+                    retired_alias_pins: 1,
                 }
             ),
             format!(
                 "{:?}",
                 RemoveAssociateResponse {
                     pin: PIN.into(),
-                    revision: 7
+                    revision: 7,
+                    retired_alias_pins: 1,
+                }
+            ),
+            format!(
+                "{:?}",
+                ReissuePinResponse {
+                    pin: PIN.into(),
+                    revision: 7,
+                    retired_alias_pins: 1,
                 }
             ),
             format!(

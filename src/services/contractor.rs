@@ -6,7 +6,7 @@ use mandate_domain::pin::Pin;
 use mandate_store::{ContractorQuery, Error as StoreError};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, reply};
+use super::{Shared, count, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::ApiError;
@@ -17,8 +17,9 @@ use crate::pb::{
     LeaveContractorRequest, LeaveContractorResponse, ListMyContractorsRequest,
     ListMyContractorsResponse, MergeContractorsRequest, MergeContractorsResponse,
     RegisterContractorRequest, RegisterContractorResponse, ReissuePinRequest, ReissuePinResponse,
-    RotatePinRequest, RotatePinResponse, SearchContractorsRequest, SearchContractorsResponse,
-    UpdateContractorRequest, UpdateContractorResponse,
+    RetireAliasPinsRequest, RetireAliasPinsResponse, RotatePinRequest, RotatePinResponse,
+    SearchContractorsRequest, SearchContractorsResponse, UpdateContractorRequest,
+    UpdateContractorResponse,
 };
 
 /// `mandate.v1.ContractorService`.
@@ -77,6 +78,7 @@ impl ContractorService for ContractorApi {
                 let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
                 let store = &self.0.store;
                 let mut contractor = convert::contractor(store.contractor(contractor_id).await?);
+                let alias_pins = count(store.alias_pin_count(contractor_id).await?);
                 let entitled = auth::is_staff(&request)
                     || match auth::claimed_customer(&request) {
                         Some(customer_id) => {
@@ -90,6 +92,7 @@ impl ContractorService for ContractorApi {
                 }
                 Ok(GetContractorResponse {
                     contractor: Some(contractor),
+                    alias_pins,
                 })
             }
             .await,
@@ -223,23 +226,32 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<RotatePinRequest>,
     ) -> Result<Response<RotatePinResponse>, Status> {
-        reply(async {
-            let acting = auth::acting_customer(&self.0.store, &request).await?;
-            let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
-            let (pin, revision) = self
-                .0
-                .store
-                .rotate_pin(&acting.actor, &acting.customer_id, contractor_id, |id| {
-                    self.0.new_pin(id)
+        reply(
+            async {
+                let acting = auth::acting_customer(&self.0.store, &request).await?;
+                let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
+                let (new, revision) = self
+                    .0
+                    .store
+                    .rotate_pin(&acting.actor, &acting.customer_id, contractor_id, |id| {
+                        self.0.new_pin(id)
+                    })
+                    .await?;
+                tracing::info!(
+                    %contractor_id,
+                    customer_id = %acting.customer_id,
+                    revision,
+                    aliases_retired = new.aliases_retired,
+                    "PIN rotated"
+                );
+                Ok(RotatePinResponse {
+                    pin: new.pin.expose_formatted(),
+                    revision,
+                    retired_alias_pins: count(new.aliases_retired),
                 })
-                .await?;
-            tracing::info!(%contractor_id, customer_id = %acting.customer_id, revision, "PIN rotated");
-            Ok(RotatePinResponse {
-                pin: pin.expose_formatted(),
-                revision,
-            })
-        }
-        .await)
+            }
+            .await,
+        )
     }
 
     async fn leave_contractor(
@@ -303,14 +315,50 @@ impl ContractorService for ContractorApi {
             async {
                 let actor = auth::client(&request)?;
                 let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
-                let (pin, revision) = self
+                let (new, revision) = self
                     .0
                     .store
                     .reissue_pin(&actor, contractor_id, |id| self.0.new_pin(id))
                     .await?;
-                tracing::info!(%contractor_id, client = %actor.client, revision, "PIN reissued by staff");
+                tracing::info!(
+                    %contractor_id,
+                    client = %actor.client,
+                    revision,
+                    aliases_retired = new.aliases_retired,
+                    "PIN reissued by staff"
+                );
                 Ok(ReissuePinResponse {
-                    pin: pin.expose_formatted(),
+                    pin: new.pin.expose_formatted(),
+                    revision,
+                    retired_alias_pins: count(new.aliases_retired),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn retire_alias_pins(
+        &self,
+        request: Request<RetireAliasPinsRequest>,
+    ) -> Result<Response<RetireAliasPinsResponse>, Status> {
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let contractor_id = &parse_id("contractor_id", &request.get_ref().contractor_id)?;
+                let (retired, revision) = self
+                    .0
+                    .store
+                    .retire_alias_pins(&actor, contractor_id)
+                    .await?;
+                tracing::info!(
+                    %contractor_id,
+                    client = %actor.client,
+                    revision,
+                    retired,
+                    "alias PINs retired by staff"
+                );
+                Ok(RetireAliasPinsResponse {
+                    retired_alias_pins: count(retired),
                     revision,
                 })
             }
@@ -347,7 +395,7 @@ impl ContractorService for ContractorApi {
                 let body = request.get_ref();
                 let (survivor, absorbed) =
                     parse_merge(&body.survivor_contractor_id, &body.absorbed_contractor_ids)?;
-                let (contractor, revision) = self
+                let (contractor, alias_pins, revision) = self
                     .0
                     .store
                     .merge_contractors(&actor, &survivor, &absorbed)
@@ -362,6 +410,7 @@ impl ContractorService for ContractorApi {
                 Ok(MergeContractorsResponse {
                     contractor: Some(convert::contractor(contractor)),
                     revision,
+                    alias_pins: count(alias_pins),
                 })
             }
             .await,

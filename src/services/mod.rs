@@ -165,3 +165,8 @@ impl State {
 fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
 }
+
+/// A count for an `int32` field of a response; counts here are bounded far below its maximum.
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

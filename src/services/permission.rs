@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{FeedSlot, Shared, reply};
+use super::{FeedSlot, Shared, count, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult, check_error};
@@ -152,17 +152,17 @@ impl PermissionApi {
         application_id: &str,
         contractor_id: &str,
         linked: bool,
-    ) -> ApiResult<i64> {
+    ) -> ApiResult<(String, i64)> {
         let actor = auth::client(request)?;
         let application_id = parse_application_id("application_id", application_id)?;
-        let contractor_id = &parse_id("contractor_id", contractor_id)?;
-        let revision = self
+        let named = &parse_id("contractor_id", contractor_id)?;
+        let (contractor_id, revision) = self
             .0
             .store
-            .set_application_link(&actor, &application_id, contractor_id, linked)
+            .set_application_link(&actor, &application_id, named, linked)
             .await?;
-        tracing::info!(%application_id, %contractor_id, linked, revision, "application link set");
-        Ok(revision)
+        tracing::info!(%application_id, %contractor_id, %named, linked, revision, "application link set");
+        Ok((contractor_id, revision))
     }
 }
 
@@ -258,7 +258,10 @@ impl PermissionService for PermissionApi {
                 );
                 Ok(RemoveAssociateResponse {
                     revision,
-                    pin: pin.map(|pin| pin.expose_formatted()).unwrap_or_default(),
+                    retired_alias_pins: pin.as_ref().map_or(0, |new| count(new.aliases_retired)),
+                    pin: pin
+                        .map(|new| new.pin.expose_formatted())
+                        .unwrap_or_default(),
                 })
             }
             .await,
@@ -314,7 +317,10 @@ impl PermissionService for PermissionApi {
         reply(
             self.set_link(&request, &body.application_id, &body.contractor_id, true)
                 .await
-                .map(|revision| LinkApplicationResponse { revision }),
+                .map(|(contractor_id, revision)| LinkApplicationResponse {
+                    revision,
+                    contractor_id,
+                }),
         )
     }
 
@@ -326,7 +332,10 @@ impl PermissionService for PermissionApi {
         reply(
             self.set_link(&request, &body.application_id, &body.contractor_id, false)
                 .await
-                .map(|revision| UnlinkApplicationResponse { revision }),
+                .map(|(contractor_id, revision)| UnlinkApplicationResponse {
+                    revision,
+                    contractor_id,
+                }),
         )
     }
 

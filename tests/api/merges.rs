@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 use mandate::pb::Permission::{Apply, Inspections, Pay};
 use mandate::pb::{
-    AssociateByPinRequest, ChangeKind, CheckReason, GetContractorRequest, LinkApplicationRequest,
-    ListAssociatesRequest, ListAuditEventsRequest, MergeContractorsRequest, SetPermissionsRequest,
+    AppointManagerRequest, AssociateByPinRequest, ChangeKind, CheckReason, Contractor,
+    GetContractorRequest, GetPinRequest, LeaveContractorRequest, LinkApplicationRequest,
+    ListAssociatesRequest, ListAuditEventsRequest, MergeContractorsRequest, ReissuePinRequest,
+    RemoveAssociateRequest, RetireAliasPinsRequest, RotatePinRequest, SetPermissionsRequest,
+    UnlinkApplicationRequest, UpdateContractorRequest,
 };
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::helpers::{
     Backend, TestApp, all_permissions, as_customer, assert_decision, expect_code, expect_invalid,
@@ -19,6 +22,10 @@ use crate::on_both_backends;
 on_both_backends!(
     a_merge_of_three_accounts_unites_them_in_the_survivor,
     a_merge_into_itself_an_absorbed_account_or_twice_is_refused_and_changes_nothing,
+    a_removed_associate_cannot_walk_back_in_through_an_old_pin_of_a_merged_account,
+    a_rotation_or_staff_retire_every_alias_pin_and_a_refused_reissue_none,
+    links_through_a_merged_away_account_act_on_its_survivor,
+    every_other_rpc_naming_a_merged_away_account_is_refused_naming_its_survivor,
 );
 
 /// A customer's permissions on `contractor`, as its Manager `manager` lists them.
@@ -292,4 +299,468 @@ async fn a_merge_into_itself_an_absorbed_account_or_twice_is_refused_and_changes
         .contractor
         .expect("the account");
     assert_eq!(b_now.merged_into_contractor_id, *c);
+}
+
+/// `AssociateByPin` as `customer` with `pin`.
+async fn associate_with(
+    app: &mut TestApp,
+    customer: &str,
+    pin: &str,
+) -> Result<mandate::pb::AssociateByPinResponse, Status> {
+    app.contractors
+        .associate_by_pin(as_customer(
+            customer,
+            AssociateByPinRequest {
+                pin: pin.to_owned(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// How many alias PINs `GetContractor` says the account has.
+async fn alias_pins(app: &mut TestApp, contractor: &str) -> i32 {
+    app.contractors
+        .get_contractor(GetContractorRequest {
+            contractor_id: contractor.to_owned(),
+        })
+        .await
+        .expect("the account")
+        .into_inner()
+        .alias_pins
+}
+
+/// A registered account's id and PIN.
+async fn account(app: &mut TestApp, manager: &str) -> (String, String) {
+    let registered = app.contractor(manager).await;
+    (
+        registered.contractor.expect("an account").contractor_id,
+        registered.pin,
+    )
+}
+
+async fn a_removed_associate_cannot_walk_back_in_through_an_old_pin_of_a_merged_account(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let marie = app.customer("marie").await.customer_id;
+    let ben = app.customer("ben").await.customer_id;
+    let (survivor, pin) = account(&mut app, &marie).await;
+    let (absorbed, old_pin) = account(&mut app, &marie).await;
+    let merged = app
+        .contractors
+        .merge_contractors(merge(&survivor, &[&absorbed]))
+        .await
+        .expect("a merge")
+        .into_inner();
+    assert_eq!(merged.alias_pins, 1, "the absorbed PIN is an alias now");
+    assert_eq!(alias_pins(&mut app, &survivor).await, 1);
+    app.associate(&ben, &pin).await;
+
+    // Marie removes Ben and replaces the PIN, as the guide's removal story asks.
+    let removed = app
+        .permissions
+        .remove_associate(as_customer(
+            &marie,
+            RemoveAssociateRequest {
+                contractor_id: survivor.clone(),
+                customer_id: ben.clone(),
+                rotate_pin: true,
+            },
+        ))
+        .await
+        .expect("Ben removed, the PIN rotated")
+        .into_inner();
+    assert_eq!(removed.retired_alias_pins, 1);
+    assert_eq!(alias_pins(&mut app, &survivor).await, 0);
+
+    // The attack: Ben enters the old PIN of the merged account.
+    let before = app.revision_counter().await;
+    for stale in [&old_pin, &pin] {
+        expect_code(associate_with(&mut app, &ben, stale).await, Code::NotFound);
+    }
+    assert_eq!(app.revision_counter().await, before, "Ben got nowhere");
+    let listed = associates(&mut app, &marie, &survivor).await;
+    assert!(!listed.contains_key(&ben), "Ben is not associated again");
+    // The new PIN works for whoever it is shared with.
+    associate_with(&mut app, &ben, &removed.pin)
+        .await
+        .expect("the new PIN works");
+}
+
+async fn a_rotation_or_staff_retire_every_alias_pin_and_a_refused_reissue_none(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let manager = app.customer("manager").await.customer_id;
+    let newcomer = app.customer("newcomer").await.customer_id;
+    let (survivor, _) = account(&mut app, &manager).await;
+
+    // A Manager's rotation retires the aliases of two absorbed accounts.
+    let (b, pin_b) = account(&mut app, &manager).await;
+    let (c, pin_c) = account(&mut app, &manager).await;
+    let merged = app
+        .contractors
+        .merge_contractors(merge(&survivor, &[&b, &c]))
+        .await
+        .expect("a merge")
+        .into_inner();
+    assert_eq!(merged.alias_pins, 2);
+    let rotated = app
+        .contractors
+        .rotate_pin(as_customer(
+            &manager,
+            RotatePinRequest {
+                contractor_id: survivor.clone(),
+            },
+        ))
+        .await
+        .expect("a rotation")
+        .into_inner();
+    assert_eq!(rotated.retired_alias_pins, 2);
+    for alias in [&pin_b, &pin_c] {
+        expect_code(
+            associate_with(&mut app, &newcomer, alias).await,
+            Code::NotFound,
+        );
+    }
+
+    // Staff retire an alias on its own; the account's own PIN keeps working.
+    let (d, pin_d) = account(&mut app, &manager).await;
+    app.contractors
+        .merge_contractors(merge(&survivor, &[&d]))
+        .await
+        .expect("a merge");
+    let retired = app
+        .contractors
+        .retire_alias_pins(RetireAliasPinsRequest {
+            contractor_id: survivor.clone(),
+        })
+        .await
+        .expect("staff retire the aliases")
+        .into_inner();
+    assert_eq!(retired.retired_alias_pins, 1);
+    let again = app
+        .contractors
+        .retire_alias_pins(RetireAliasPinsRequest {
+            contractor_id: survivor.clone(),
+        })
+        .await
+        .expect("nothing left to retire")
+        .into_inner();
+    assert_eq!(again.retired_alias_pins, 0);
+    assert_eq!(
+        again.revision, retired.revision,
+        "retiring none changes nothing"
+    );
+    expect_code(
+        associate_with(&mut app, &newcomer, &pin_d).await,
+        Code::NotFound,
+    );
+    let joined = associate_with(&mut app, &newcomer, &rotated.pin)
+        .await
+        .expect("the survivor's own PIN still works");
+    assert_eq!(
+        joined.contractor.expect("the account").contractor_id,
+        survivor
+    );
+    let events = app
+        .permissions
+        .list_audit_events(ListAuditEventsRequest {
+            contractor_id: survivor.clone(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("the audit trail")
+        .into_inner()
+        .events;
+    let event = events
+        .iter()
+        .find(|e| e.kind == ChangeKind::AliasPinsRetired as i32)
+        .expect("the retirement is audited");
+    assert_eq!(event.revision, retired.revision);
+    assert_eq!(event.detail, "retired 1 alias PIN");
+
+    // A refused reissue (the survivor has associates) retires nothing.
+    let (e, pin_e) = account(&mut app, &manager).await;
+    app.contractors
+        .merge_contractors(merge(&survivor, &[&e]))
+        .await
+        .expect("a merge");
+    let reissued = expect_code(
+        app.contractors
+            .reissue_pin(ReissuePinRequest {
+                contractor_id: survivor.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(reissued.message().contains("associate"), "{reissued:?}");
+    assert_eq!(alias_pins(&mut app, &survivor).await, 1);
+    let late = app.customer("late").await.customer_id;
+    associate_with(&mut app, &late, &pin_e)
+        .await
+        .expect("an alias works until the survivor's PIN changes");
+}
+
+async fn links_through_a_merged_away_account_act_on_its_survivor(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let manager = app.customer("manager").await.customer_id;
+    let (survivor, _) = account(&mut app, &manager).await;
+    let (absorbed, _) = account(&mut app, &manager).await;
+    app.permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-100 BLD".into(),
+            contractor_id: absorbed.clone(),
+        })
+        .await
+        .expect("linked before the merge");
+    app.contractors
+        .merge_contractors(merge(&survivor, &[&absorbed]))
+        .await
+        .expect("a merge");
+    let allowed = app
+        .check(&manager, Pay, "", "24-100 BLD")
+        .await
+        .expect("a check");
+    assert_decision(&allowed, true, CheckReason::GrantedThroughManage);
+
+    // The permit system unlinks through the old account number: the survivor's link goes.
+    let unlinked = app
+        .permissions
+        .unlink_application(UnlinkApplicationRequest {
+            application_id: "24-100 BLD".into(),
+            contractor_id: absorbed.clone(),
+        })
+        .await
+        .expect("unlinked")
+        .into_inner();
+    assert_eq!(unlinked.contractor_id, survivor);
+    let denied = app
+        .check(&manager, Pay, "", "24-100 BLD")
+        .await
+        .expect("a check");
+    assert_decision(&denied, false, CheckReason::ApplicationNotLinked);
+
+    // A link through the old number is a link that checks read.
+    let linked = app
+        .permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-200 BLD".into(),
+            contractor_id: absorbed.clone(),
+        })
+        .await
+        .expect("linked")
+        .into_inner();
+    assert_eq!(linked.contractor_id, survivor);
+    let through = app
+        .check(&manager, Pay, "", "24-200 BLD")
+        .await
+        .expect("a check");
+    assert_decision(&through, true, CheckReason::GrantedThroughManage);
+    assert_eq!(through.contractor_id, survivor);
+    let twice = app
+        .permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-200 BLD".into(),
+            contractor_id: survivor.clone(),
+        })
+        .await
+        .expect("linked already")
+        .into_inner();
+    assert_eq!(twice.revision, linked.revision, "one link, not two");
+}
+
+async fn every_other_rpc_naming_a_merged_away_account_is_refused_naming_its_survivor(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let manager = app.customer("manager").await.customer_id;
+    let associate = app.customer("associate").await.customer_id;
+    let (survivor, _) = account(&mut app, &manager).await;
+    let (absorbed, pin) = account(&mut app, &manager).await;
+    let (third, _) = account(&mut app, &manager).await;
+    app.associate(&associate, &pin).await;
+    app.contractors
+        .merge_contractors(merge(&survivor, &[&absorbed]))
+        .await
+        .expect("a merge");
+    let before = app.revision_counter().await;
+
+    let id = || absorbed.clone();
+    let contractor = Contractor {
+        contractor_id: id(),
+        business_name: "Renamed Inc.".into(),
+        ..Default::default()
+    };
+    let c = app.contractors.clone();
+    let p = app.permissions.clone();
+    let refusals: Vec<(&str, Result<(), Status>)> = vec![
+        (
+            "UpdateContractor",
+            c.clone()
+                .update_contractor(as_customer(
+                    &manager,
+                    UpdateContractorRequest {
+                        contractor: Some(contractor),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["business_name".into()],
+                        }),
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "GetPin",
+            c.clone()
+                .get_pin(as_customer(
+                    &manager,
+                    GetPinRequest {
+                        contractor_id: id(),
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "RotatePin",
+            c.clone()
+                .rotate_pin(as_customer(
+                    &manager,
+                    RotatePinRequest {
+                        contractor_id: id(),
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "LeaveContractor",
+            c.clone()
+                .leave_contractor(as_customer(
+                    &associate,
+                    LeaveContractorRequest {
+                        contractor_id: id(),
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "AppointManager",
+            c.clone()
+                .appoint_manager(AppointManagerRequest {
+                    contractor_id: id(),
+                    customer_id: associate.clone(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "ReissuePin",
+            c.clone()
+                .reissue_pin(ReissuePinRequest {
+                    contractor_id: id(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "RetireAliasPins",
+            c.clone()
+                .retire_alias_pins(RetireAliasPinsRequest {
+                    contractor_id: id(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "MergeContractors (as survivor)",
+            c.clone()
+                .merge_contractors(merge(&absorbed, &[&third]))
+                .await
+                .map(drop),
+        ),
+        (
+            "ListAssociates (Manager)",
+            p.clone()
+                .list_associates(as_customer(
+                    &manager,
+                    ListAssociatesRequest {
+                        contractor_id: id(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "ListAssociates (staff)",
+            p.clone()
+                .list_associates(ListAssociatesRequest {
+                    contractor_id: id(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "SetPermissions",
+            p.clone()
+                .set_permissions(as_customer(
+                    &manager,
+                    SetPermissionsRequest {
+                        contractor_id: id(),
+                        customer_id: associate.clone(),
+                        permissions: permissions(&[Pay]),
+                        expire_time: None,
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "RemoveAssociate",
+            p.clone()
+                .remove_associate(as_customer(
+                    &manager,
+                    RemoveAssociateRequest {
+                        contractor_id: id(),
+                        customer_id: associate.clone(),
+                        rotate_pin: true,
+                    },
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "ListAuditEvents (staff)",
+            p.clone()
+                .list_audit_events(ListAuditEventsRequest {
+                    contractor_id: id(),
+                    page_size: 10,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+    ];
+    for (rpc, result) in refusals {
+        let status = expect_code(result, Code::FailedPrecondition);
+        assert!(
+            status.message().contains(&survivor),
+            "{rpc} names the survivor: {status:?}"
+        );
+    }
+    assert_eq!(
+        app.revision_counter().await,
+        before,
+        "no refusal changed anything"
+    );
+    // The associate is still there, with what it held.
+    assert!(
+        associates(&mut app, &manager, &survivor)
+            .await
+            .contains_key(&associate)
+    );
 }

@@ -255,3 +255,92 @@ async fn under_the_none_policy_the_first_claimer_holds_nothing() {
         .permissions;
     assert!(granted.is_empty(), "{granted:?}");
 }
+
+/// An association through an alias PIN and a merge of that alias's survivor into a third
+/// account, started together, 40 rounds: each takes its turn on the survivor's row instead of
+/// deadlocking (both once locked the absorbed account and the survivor in opposite orders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alias_association_and_a_merge_of_its_survivor_never_deadlock_on_postgres() {
+    use mandate::pb::contractor_service_client::ContractorServiceClient;
+    use mandate::pb::{AssociateByPinRequest, ListAssociatesRequest, MergeContractorsRequest};
+
+    let mut app = spawn_app(Backend::Postgres).await;
+    let manager = app.customer("manager").await.customer_id;
+    let mut deadlocks = 0;
+    for round in 0..40 {
+        let mut ids = Vec::new();
+        let mut alias = String::new();
+        for n in 0..3 {
+            let registered = app.contractor(&manager).await;
+            if n == 1 {
+                alias = registered.pin;
+            }
+            ids.push(registered.contractor.unwrap().contractor_id);
+        }
+        let (survivor, absorbed, third) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+        app.contractors
+            .merge_contractors(MergeContractorsRequest {
+                survivor_contractor_id: survivor.clone(),
+                absorbed_contractor_ids: vec![absorbed],
+            })
+            .await
+            .expect("the first merge");
+        let customer = app.customer(&format!("walk-in-{round}")).await.customer_id;
+
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let (associating, merging) = (
+            with_key(channel_to(app.address()).await, &app.key),
+            with_key(channel_to(app.address()).await, &app.key),
+        );
+        let association = tokio::spawn({
+            let (start, customer) = (start.clone(), customer.clone());
+            async move {
+                start.wait().await;
+                ContractorServiceClient::new(associating)
+                    .associate_by_pin(as_customer(&customer, AssociateByPinRequest { pin: alias }))
+                    .await
+                    .map(drop)
+            }
+        });
+        let merge = tokio::spawn({
+            let (start, survivor, third) = (start.clone(), survivor.clone(), third.clone());
+            async move {
+                start.wait().await;
+                ContractorServiceClient::new(merging)
+                    .merge_contractors(MergeContractorsRequest {
+                        survivor_contractor_id: third,
+                        absorbed_contractor_ids: vec![survivor],
+                    })
+                    .await
+                    .map(drop)
+            }
+        });
+        for outcome in [association.await.unwrap(), merge.await.unwrap()] {
+            match outcome {
+                Ok(()) => {}
+                Err(status) if status.code() == Code::Unavailable => deadlocks += 1,
+                Err(status) => panic!("round {round}: {status:?}"),
+            }
+        }
+        // Whichever went first, the customer ends up on the last survivor.
+        let listed = app
+            .permissions
+            .list_associates(ListAssociatesRequest {
+                contractor_id: third,
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .expect("the associates")
+            .into_inner()
+            .associates;
+        assert!(
+            deadlocks > 0
+                || listed
+                    .iter()
+                    .any(|a| a.customer.as_ref().unwrap().customer_id == customer),
+            "round {round}: the customer is an associate of the final survivor"
+        );
+    }
+    assert_eq!(deadlocks, 0, "rounds that deadlocked");
+}

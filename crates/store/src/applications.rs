@@ -16,11 +16,12 @@ use sea_orm::{
 };
 
 use crate::cache::Entry;
-use crate::contractors::{lock_contractor, stored_permissions};
+use crate::contractors::stored_permissions;
 use crate::entity::{
     application_link as link, contractor, customer, legacy_application, legacy_customer,
     membership as member,
 };
+use crate::merged::{Merged, lock_account};
 use crate::{
     AccessibleApplication, Actor, Change, ChangeKind, CheckOutcome, Error, Page, Result, Revision,
     Store, current_revision, now,
@@ -41,17 +42,19 @@ pub struct ApplicationCursor {
 }
 
 impl Store {
-    /// Links (`linked`) or unlinks an application and an account. Asking for what already
-    /// holds changes nothing and answers the current revision.
+    /// Links (`linked`) or unlinks an application and an account; an account merged away is
+    /// its survivor (as for checks). Asking for what already holds changes nothing and answers
+    /// the current revision. The account that holds the link, and the revision.
     pub async fn set_application_link(
         &self,
         actor: &Actor,
         application_id: &str,
-        contractor_id: &str,
+        named: &str,
         linked: bool,
-    ) -> Result<Revision> {
+    ) -> Result<(String, Revision)> {
         let txn = self.begin_change().await?;
-        lock_contractor(&txn, contractor_id).await?;
+        let account = lock_account(&txn, named, Merged::Follow).await?;
+        let contractor_id = account.contractor_id.as_str();
         let key = (application_id.to_owned(), contractor_id.to_owned());
         let exists = link::Entity::find_by_id(key.clone())
             .one(&txn)
@@ -60,7 +63,7 @@ impl Store {
         if exists == linked {
             let revision = current_revision(&txn).await?;
             txn.rollback().await?;
-            return Ok(revision);
+            return Ok((account.contractor_id, revision));
         }
         let kind = if linked {
             link::Entity::insert(link::ActiveModel {
@@ -86,7 +89,7 @@ impl Store {
                 },
             )
             .await?;
-        Ok(revision)
+        Ok((account.contractor_id, revision))
     }
 
     /// The applications `customer_id` may act on with `permission` now, through any of its

@@ -9,8 +9,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 
-use crate::contractors::{find_contractor, permissions_of, stored_permissions};
+use crate::contractors::{permissions_of, stored_permissions};
 use crate::entity::{audit_event, contractor};
+use crate::merged::{Merged, read_account};
 use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, Viewer, now};
 
 /// What a revision changed, for whom.
@@ -139,7 +140,12 @@ impl Store {
         end: Option<DateTime<Utc>>,
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>> {
-        find_contractor(&self.db, contractor_id).await?;
+        read_account(
+            &self.db,
+            contractor_id,
+            Merged::Refuse("read the audit trail (it includes this account's history)"),
+        )
+        .await?;
         if let Viewer::Customer(viewer) = viewer {
             membership::require_manager(
                 permissions_of(&self.db, contractor_id, viewer).await?,

@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use crate::entity::{contractor, customer, membership as member};
+use crate::merged::{Merged, lock_account, read_account};
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
     Revision, SealedPin, Store, Viewer, current_revision, new_id, now,
@@ -21,8 +22,6 @@ use crate::{
 
 /// How many fresh PINs registration tries before giving up on a (45-bit) collision streak.
 const PIN_ATTEMPTS: usize = 8;
-/// How many `merged_into` links an association follows before calling the data inconsistent.
-const MERGE_DEPTH: usize = 16;
 
 impl Store {
     /// Registers an account for `registrant`, who becomes its Manager. `new_pin` makes a PIN for
@@ -72,7 +71,8 @@ impl Store {
         change: impl FnOnce(&ContractorDetails) -> mandate_domain::Result<ContractorDetails>,
     ) -> Result<(Contractor, Revision)> {
         let txn = self.begin_change().await?;
-        let current = lock_contractor(&txn, contractor_id).await?;
+        let current =
+            lock_account(&txn, contractor_id, Merged::Refuse("change the details")).await?;
         let actor_permissions = permissions_of(&txn, contractor_id, manager).await?;
         membership::require_manager(actor_permissions, "change the account's details")?;
         let details = change(&Contractor::from(current.clone()).details)?;
@@ -167,23 +167,17 @@ impl Store {
         account_by_pin(&self.db, pin_hash).await?;
         let txn = self.begin_change().await?;
         let found = account_by_pin(&txn, pin_hash).await?;
-        let mut account = lock_contractor(&txn, &found.contractor_id).await?;
-        if account.pin_hash != pin_hash {
-            // Replaced while this change waited for the account.
+        // FAQ: old PINs of merged accounts "keep working" for the surviving account (until a new
+        // PIN of the survivor retires them).
+        let account = lock_account(&txn, &found.contractor_id, Merged::Follow).await?;
+        // Every change to a PIN, an alias's included, is made under the lock of the account it
+        // leads to, now held: read again, the PIN must still lead here.
+        let now_leads_to = account_by_pin(&txn, pin_hash).await?;
+        if now_leads_to.contractor_id != account.contractor_id
+            && now_leads_to.merged_into.as_deref() != Some(account.contractor_id.as_str())
+        {
+            // Replaced or retired while this change waited for the account.
             return Err(pin_unknown());
-        }
-        // FAQ: old PINs of merged accounts "keep working" for the surviving account.
-        for _ in 0..MERGE_DEPTH {
-            let Some(survivor) = account.merged_into.clone() else {
-                break;
-            };
-            account = lock_contractor(&txn, &survivor).await?;
-        }
-        if account.merged_into.is_some() {
-            return Err(Error::Corrupt(format!(
-                "account {} is merged more than {MERGE_DEPTH} levels deep",
-                account.contractor_id
-            )));
         }
         let existing =
             member::Entity::find_by_id((account.contractor_id.clone(), customer_id.to_owned()))
@@ -256,7 +250,7 @@ impl Store {
         open: impl FnOnce(&[u8]) -> Result<P>,
     ) -> Result<(P, Revision)> {
         let txn = self.begin_change().await?;
-        let account = lock_contractor(&txn, contractor_id).await?;
+        let account = lock_account(&txn, contractor_id, Merged::Refuse("read the PIN")).await?;
         membership::require_manager(
             permissions_of(&txn, contractor_id, manager).await?,
             "read the account's PIN",
@@ -284,7 +278,12 @@ impl Store {
         contractor_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Associate>> {
-        find_contractor(&self.db, contractor_id).await?;
+        read_account(
+            &self.db,
+            contractor_id,
+            Merged::Refuse("list the associates"),
+        )
+        .await?;
         let contacts = match viewer {
             Viewer::Staff => true,
             Viewer::Customer(viewer) => {

@@ -21,6 +21,7 @@ mod hygiene;
 mod keys;
 mod legacy;
 mod lockout;
+mod merged;
 mod merges;
 mod migration;
 mod permissions;
@@ -49,6 +50,7 @@ pub use denials::DeniedCheck;
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
 pub use legacy::{ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, LinkedRecord};
+pub use permissions::NewPin;
 pub use records::{
     AccessibleApplication, Actor, Associate, AuditEvent, ChangeKind, CheckOutcome, Contractor,
     Customer, Membership, Page, Revision, SealedPin, Viewer,

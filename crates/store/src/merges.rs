@@ -13,6 +13,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use crate::contractors::{lock_contractor, stored_permissions};
 use crate::entity::{application_link as link, contractor, membership as member};
+use crate::merged::alias_pins;
 use crate::{Actor, Change, ChangeKind, Contractor, Result, Revision, Store, now};
 
 impl Store {
@@ -24,8 +25,20 @@ impl Store {
         actor: &Actor,
         survivor_id: &str,
         absorbed: &[String],
-    ) -> Result<(Contractor, Revision)> {
+    ) -> Result<(Contractor, u64, Revision)> {
         let txn = self.begin_change().await?;
+        // An account merged away already is refused before any lock is taken: no path locks
+        // such an account before its survivor (see `merged`).
+        let accounts = contractor::Entity::find()
+            .filter(
+                contractor::Column::ContractorId
+                    .is_in(absorbed.iter().map(String::as_str).chain([survivor_id])),
+            )
+            .all(&txn)
+            .await?;
+        for account in &accounts {
+            refuse_merged(&account.contractor_id, survivor_id, &account.merged_into)?;
+        }
         // Every account of the merge is locked at once, in id order, so that merges sharing an
         // account take turns without deadlocking.
         contractor::Entity::find()
@@ -38,20 +51,10 @@ impl Store {
             .all(&txn)
             .await?;
         let survivor = lock_contractor(&txn, survivor_id).await?;
-        if let Some(into) = &survivor.merged_into {
-            return Err(Rule::FailedPrecondition(format!(
-                "account {survivor_id} was merged into {into}: merge into {into} instead"
-            ))
-            .into());
-        }
+        refuse_merged(survivor_id, survivor_id, &survivor.merged_into)?;
         for absorbed_id in absorbed {
             let account = lock_contractor(&txn, absorbed_id).await?;
-            if let Some(into) = &account.merged_into {
-                return Err(Rule::FailedPrecondition(format!(
-                    "account {absorbed_id} was merged into {into} already"
-                ))
-                .into());
-            }
+            refuse_merged(absorbed_id, survivor_id, &account.merged_into)?;
         }
         let now = now();
 
@@ -169,6 +172,7 @@ impl Store {
             )
             .exec(&txn)
             .await?;
+        let aliases = alias_pins(&txn, survivor_id).await?;
         let revision = self
             .commit_change(
                 txn,
@@ -180,7 +184,27 @@ impl Store {
                 },
             )
             .await?;
-        Ok((survivor.into(), revision))
+        Ok((survivor.into(), aliases, revision))
+    }
+}
+
+/// The refusal of a merge naming `contractor_id` (as survivor when it is `survivor_id`) when that
+/// account was merged into `merged_into` already.
+fn refuse_merged(
+    contractor_id: &str,
+    survivor_id: &str,
+    merged_into: &Option<String>,
+) -> Result<()> {
+    match merged_into {
+        None => Ok(()),
+        Some(into) if contractor_id == survivor_id => Err(Rule::FailedPrecondition(format!(
+            "account {contractor_id} was merged into {into}: merge into {into} instead"
+        ))
+        .into()),
+        Some(into) => Err(Rule::FailedPrecondition(format!(
+            "account {contractor_id} was merged into {into} already"
+        ))
+        .into()),
     }
 }
 

@@ -4,13 +4,22 @@ use mandate_domain::membership::{self, Grant};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait};
 
 use crate::contractors::{
-    fresh_pin, grant_of, lock_contractor, managers_other_than, permissions_of, stored_permissions,
+    fresh_pin, grant_of, managers_other_than, permissions_of, stored_permissions,
 };
 use crate::entity::{contractor, customer, membership as member};
+use crate::merged::{Merged, lock_account, retire_alias_pins, retired_detail};
 use crate::{
     Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
     record_change,
 };
+
+/// A new PIN of an account, and how many alias PINs it retired.
+#[derive(Debug)]
+pub struct NewPin<P> {
+    pub pin: P,
+    /// The PINs of accounts merged into this one that stopped working with it.
+    pub aliases_retired: u64,
+}
 
 impl Store {
     /// Sets the exact grant of `customer_id` on the account; `manager` must be a Manager, and
@@ -24,7 +33,7 @@ impl Store {
         grant: Grant,
     ) -> Result<(Associate, Revision)> {
         let txn = self.begin_change().await?;
-        lock_contractor(&txn, contractor_id).await?;
+        lock_account(&txn, contractor_id, Merged::Refuse("set permissions")).await?;
         let row = member::Entity::find_by_id((contractor_id.to_owned(), customer_id.to_owned()))
             .one(&txn)
             .await?;
@@ -91,9 +100,10 @@ impl Store {
         contractor_id: &str,
         customer_id: &str,
         new_pin: Option<impl FnMut(&str) -> Result<(P, SealedPin)>>,
-    ) -> Result<(Option<P>, Revision)> {
+    ) -> Result<(Option<NewPin<P>>, Revision)> {
         let txn = self.begin_change().await?;
-        let account = lock_contractor(&txn, contractor_id).await?;
+        let account =
+            lock_account(&txn, contractor_id, Merged::Refuse("remove associates")).await?;
         let target = grant_of(&txn, contractor_id, customer_id).await?;
         membership::remove_associate(
             permissions_of(&txn, contractor_id, manager).await?,
@@ -114,18 +124,10 @@ impl Store {
         };
         // The removal and the new PIN commit together, each at its own revision.
         record_change(&txn, actor, removal).await?;
-        let pin = replace_pin(&txn, account, &mut new_pin).await?;
-        let pin_revision = self
-            .commit_change(
-                txn,
-                actor,
-                Change {
-                    contractor_id: Some(contractor_id),
-                    ..Change::of(ChangeKind::PinRotated)
-                },
-            )
+        let (pin, revision) = self
+            .commit_new_pin(txn, actor, account, &mut new_pin)
             .await?;
-        Ok((Some(pin), pin_revision))
+        Ok((Some(pin), revision))
     }
 
     /// Removes `customer_id` from the account at its own request; the last Manager cannot leave.
@@ -136,7 +138,7 @@ impl Store {
         contractor_id: &str,
     ) -> Result<Revision> {
         let txn = self.begin_change().await?;
-        lock_contractor(&txn, contractor_id).await?;
+        lock_account(&txn, contractor_id, Merged::Refuse("leave")).await?;
         let own = grant_of(&txn, contractor_id, customer_id).await?;
         membership::leave(
             own,
@@ -169,9 +171,9 @@ impl Store {
         manager: &str,
         contractor_id: &str,
         mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
-    ) -> Result<(P, Revision)> {
+    ) -> Result<(NewPin<P>, Revision)> {
         let txn = self.begin_change().await?;
-        let account = lock_contractor(&txn, contractor_id).await?;
+        let account = lock_account(&txn, contractor_id, Merged::Refuse("rotate the PIN")).await?;
         membership::require_manager(
             permissions_of(&txn, contractor_id, manager).await?,
             "replace the account's PIN",
@@ -179,28 +181,37 @@ impl Store {
         self.commit_new_pin(txn, actor, account, &mut new_pin).await
     }
 
-    /// Gives `account` a fresh PIN from `new_pin` and commits the change; the PIN and the
-    /// revision.
+    /// Gives `account` a fresh PIN from `new_pin`, retires the alias PINs of the accounts merged
+    /// into it (a removed associate who kept an old PIN of the company must not walk back in
+    /// through it), and commits the change; the PIN and the revision.
     pub(crate) async fn commit_new_pin<P>(
         &self,
         txn: DatabaseTransaction,
         actor: &Actor,
         account: contractor::Model,
         new_pin: &mut impl FnMut(&str) -> Result<(P, SealedPin)>,
-    ) -> Result<(P, Revision)> {
+    ) -> Result<(NewPin<P>, Revision)> {
         let contractor_id = account.contractor_id.clone();
         let pin = replace_pin(&txn, account, new_pin).await?;
+        let aliases_retired = retire_alias_pins(&txn, &contractor_id).await?;
         let revision = self
             .commit_change(
                 txn,
                 actor,
                 Change {
                     contractor_id: Some(&contractor_id),
+                    detail: (aliases_retired > 0).then(|| retired_detail(aliases_retired)),
                     ..Change::of(ChangeKind::PinRotated)
                 },
             )
             .await?;
-        Ok((pin, revision))
+        Ok((
+            NewPin {
+                pin,
+                aliases_retired,
+            },
+            revision,
+        ))
     }
 }
 

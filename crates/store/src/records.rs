@@ -46,10 +46,12 @@ pub enum ChangeKind {
     LegacyCustomerLinked,
     /// `mandate seed` wrote a generated data set (test data) into an empty database.
     Seeded,
+    /// Staff retired the alias PINs of the accounts merged into an account.
+    AliasPinsRetired,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 17] = [
+    pub(crate) const ALL: [ChangeKind; 18] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -67,6 +69,7 @@ impl ChangeKind {
         ChangeKind::LegacyImported,
         ChangeKind::LegacyCustomerLinked,
         ChangeKind::Seeded,
+        ChangeKind::AliasPinsRetired,
     ];
 
     /// The name stored in the audit trail.
@@ -89,6 +92,7 @@ impl ChangeKind {
             ChangeKind::LegacyImported => "legacy_imported",
             ChangeKind::LegacyCustomerLinked => "legacy_customer_linked",
             ChangeKind::Seeded => "seeded",
+            ChangeKind::AliasPinsRetired => "alias_pins_retired",
         }
     }
 

@@ -7,10 +7,11 @@ use mandate_domain::permission::PermissionSet;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::contractors::{grant_of, insert_membership, lock_contractor, split_page};
+use crate::contractors::{grant_of, insert_membership, split_page};
 use crate::entity::{contractor, customer, membership as member};
+use crate::merged::{Merged, lock_account};
 use crate::{
-    Actor, Change, ChangeKind, Contractor, Page, Result, Revision, SealedPin, Store,
+    Actor, Change, ChangeKind, Contractor, NewPin, Page, Result, Revision, SealedPin, Store,
     current_revision, now,
 };
 
@@ -34,13 +35,7 @@ impl Store {
         customer_id: &str,
     ) -> Result<(bool, Revision)> {
         let txn = self.begin_change().await?;
-        let account = lock_contractor(&txn, contractor_id).await?;
-        if let Some(survivor) = account.merged_into {
-            return Err(Rule::FailedPrecondition(format!(
-                "account {contractor_id} was merged into {survivor}: appoint its Manager there"
-            ))
-            .into());
-        }
+        lock_account(&txn, contractor_id, Merged::Refuse("appoint the Manager")).await?;
         customer::Entity::find_by_id(customer_id)
             .one(&txn)
             .await?
@@ -94,16 +89,14 @@ impl Store {
         actor: &Actor,
         contractor_id: &str,
         mut new_pin: impl FnMut(&str) -> Result<(P, SealedPin)>,
-    ) -> Result<(P, Revision)> {
+    ) -> Result<(NewPin<P>, Revision)> {
         let txn = self.begin_change().await?;
-        let account = lock_contractor(&txn, contractor_id).await?;
-        if let Some(survivor) = &account.merged_into {
-            return Err(Rule::FailedPrecondition(format!(
-                "account {contractor_id} was merged into {survivor}: its PIN is an alias of that \
-                 account's"
-            ))
-            .into());
-        }
+        let account = lock_account(
+            &txn,
+            contractor_id,
+            Merged::Refuse("reissue the PIN (its PIN is an alias of that account's)"),
+        )
+        .await?;
         let associates = member::Entity::find()
             .filter(member::Column::ContractorId.eq(contractor_id))
             .count(&txn)
