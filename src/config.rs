@@ -142,6 +142,20 @@ pub struct Settings {
     )]
     pub denied_check_queue: usize,
 
+    /// How long, in seconds, identical denied checks (same client system, customer, permission,
+    /// account, application and reason) fold into one row of the trail with a count; the row is
+    /// written when the window ends. One caller repeating a denied check writes one row per
+    /// window.
+    #[arg(long, global = true, env = "MANDATE_DENIED_CHECK_WINDOW_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub denied_check_window_secs: u64,
+
+    /// How long, in days, the denied-check trail keeps a row; older rows are deleted in the
+    /// background, in small batches, every hour.
+    #[arg(long, global = true, env = "MANDATE_DENIED_CHECK_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub denied_check_retention_days: u32,
+
     /// How long, in milliseconds, a new connection may take to start its first call before it
     /// is closed.
     #[arg(long, global = true, env = "MANDATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,

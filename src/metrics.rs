@@ -373,12 +373,47 @@ impl Collector for Live {
             "The latest revision this server's change tail has applied to its cache",
             self.store.applied_revision(),
         )?;
+        let trail = self.denials.stats();
         counter(
             &mut encoder,
             "mandate_denied_checks_dropped",
             "Denied checks not written to the trail: its queue was full, or the database \
-             refused their batch",
-            self.denials.dropped(),
+             refused their rows",
+            trail.dropped,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_denied_check_rows_written",
+            "Rows this server wrote to the denied-check trail (identical denials within a \
+             window share one row)",
+            trail.written,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_denied_checks_folded",
+            "Denied checks written as part of an identical one's row instead of a row of their \
+             own",
+            trail.folded,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_denied_check_write_failures",
+            "Writes to the denied-check trail the database refused (their rows are dropped)",
+            trail.failures,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_denied_check_rows_pruned",
+            "Rows this server deleted from the denied-check trail for being older than the \
+             retention",
+            trail.pruned,
+        )?;
+        gauge(
+            &mut encoder,
+            "mandate_denied_check_rows",
+            "Rows in the denied-check trail: as counted at the last pruning (hourly), plus \
+             those this server wrote since",
+            i64::try_from(trail.rows).unwrap_or(i64::MAX),
         )
     }
 }

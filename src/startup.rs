@@ -18,7 +18,7 @@ use crate::alerts::PinFailures;
 use crate::auth::Authenticate;
 use crate::config::Settings;
 use crate::connections::{self, ConnectionLimits, TrackActivity};
-use crate::denials::{Denials, write_denials};
+use crate::denials::{Denials, prune_denials, write_denials};
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::limits::CallLimits;
 use crate::metrics::{Live, Metrics, MetricsListen};
@@ -86,6 +86,9 @@ pub struct Application {
     state: Shared,
     /// The queue of denied checks, for the task that writes them.
     denied: mpsc::Receiver<DeniedCheck>,
+    /// How long identical denied checks fold into one row, and how long rows are kept.
+    denied_window: Duration,
+    denied_retention: Duration,
 }
 
 impl Application {
@@ -169,6 +172,10 @@ impl Application {
             max_streams: settings.max_streams_per_connection,
             tls,
             denied,
+            denied_window: Duration::from_secs(settings.denied_check_window_secs),
+            denied_retention: Duration::from_secs(
+                u64::from(settings.denied_check_retention_days) * 86_400,
+            ),
             state: Arc::new(State {
                 store,
                 vault,
@@ -251,10 +258,19 @@ impl Application {
         }
         let recorder = {
             let (state, served) = (self.state.clone(), served.subscribe());
+            let window = self.denied_window;
             tokio::spawn(async move {
-                write_denials(state.store.clone(), &state.denials, self.denied, served).await;
+                let store = state.store.clone();
+                write_denials(store, &state.denials, self.denied, served, window).await;
             })
         };
+        {
+            let (state, stopping) = (self.state.clone(), self.state.stopping.subscribe());
+            let retention = self.denied_retention;
+            tokio::spawn(async move {
+                prune_denials(state.store.clone(), &state.denials, retention, stopping).await;
+            });
+        }
         let state = self.state.clone();
         let mut stopping = self.state.stopping.subscribe();
         tokio::spawn(async move {

@@ -13,7 +13,8 @@
 //! account), `check-by-application`, `batch` (CheckPermissions of 100 checks), `list-accessible`
 //! (ListAccessibleApplications), `set-permissions` (a Manager changes a non-Manager associate)
 //! and `associate-by-pin` (a new customer registers and enters a PIN: two calls, timed
-//! together, as a first sign-in does). Every check's answer is compared with the expected one;
+//! together, as a first sign-in does), and `denied-batch` (CheckPermissions of 100 checks that
+//! are all denied, the denied-check trail's load). Every check's answer is compared with the expected one;
 //! a wrong answer counts as an error.
 //!
 //! The data comes from `--sample FILE`, written by `mandate seed --sample FILE`; without it the
@@ -109,16 +110,19 @@ enum Scenario {
     ListAccessible,
     SetPermissions,
     AssociateByPin,
+    /// CheckPermissions of 100 checks that are all denied: the denied-check trail's load.
+    DeniedBatch,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::Check,
         Scenario::CheckByApplication,
         Scenario::Batch,
         Scenario::ListAccessible,
         Scenario::SetPermissions,
         Scenario::AssociateByPin,
+        Scenario::DeniedBatch,
     ];
 
     fn name(self) -> &'static str {
@@ -129,6 +133,7 @@ impl Scenario {
             Scenario::ListAccessible => "list-accessible",
             Scenario::SetPermissions => "set-permissions",
             Scenario::AssociateByPin => "associate-by-pin",
+            Scenario::DeniedBatch => "denied-batch",
         }
     }
 }
@@ -273,6 +278,7 @@ impl Sample {
             Scenario::CheckByApplication => !self.applications.is_empty(),
             Scenario::SetPermissions => !self.managed.is_empty(),
             Scenario::AssociateByPin => !self.pins.is_empty(),
+            Scenario::DeniedBatch => self.checks.iter().any(|c| !c.3),
         }
     }
 }
@@ -462,6 +468,47 @@ fn check_request(entry: &(String, String, Permission, bool)) -> CheckPermissionR
     }
 }
 
+/// CheckPermissions of `BATCH_ITEMS` checks drawn from `checks`, every answer verified.
+fn batch_call(checks: Vec<(String, String, Permission, bool)>) -> Call {
+    Arc::new(move |channel: Authed, n| {
+        let entries: Vec<&(String, String, Permission, bool)> = (0..BATCH_ITEMS as u64)
+            .map(|i| &checks[spread(n * BATCH_ITEMS as u64 + i, checks.len())])
+            .collect();
+        let expected: Vec<bool> = entries.iter().map(|e| e.3).collect();
+        let request = CheckPermissionsRequest {
+            items: entries.into_iter().map(check_request).collect(),
+        };
+        Box::pin(async move {
+            let results = PermissionServiceClient::new(channel)
+                .check_permissions(request)
+                .await
+                .map_err(|status| status.to_string())?
+                .into_inner()
+                .results;
+            let answers: Vec<Option<bool>> = results
+                .iter()
+                .map(|r| match &r.outcome {
+                    Some(check_permissions_result::Outcome::Decision(d)) => Some(d.allowed),
+                    _ => None,
+                })
+                .collect();
+            let right = answers
+                .iter()
+                .zip(&expected)
+                .filter(|(answer, expected)| **answer == Some(**expected))
+                .count();
+            if right == expected.len() && answers.len() == expected.len() {
+                Ok(BATCH_ITEMS as u64)
+            } else {
+                Err(format!(
+                    "{right} of {} batch checks answered as expected",
+                    expected.len()
+                ))
+            }
+        })
+    })
+}
+
 /// The call of `scenario`, drawing on `sample`.
 fn scenario_call(
     scenario: Scenario,
@@ -519,43 +566,10 @@ fn scenario_call(
                 }
             })
         }),
-        Scenario::Batch => Arc::new(move |channel: Authed, n| {
-            let entries: Vec<&(String, String, Permission, bool)> = (0..BATCH_ITEMS as u64)
-                .map(|i| &sample.checks[spread(n * BATCH_ITEMS as u64 + i, sample.checks.len())])
-                .collect();
-            let expected: Vec<bool> = entries.iter().map(|e| e.3).collect();
-            let request = CheckPermissionsRequest {
-                items: entries.into_iter().map(check_request).collect(),
-            };
-            Box::pin(async move {
-                let results = PermissionServiceClient::new(channel)
-                    .check_permissions(request)
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner()
-                    .results;
-                let answers: Vec<Option<bool>> = results
-                    .iter()
-                    .map(|r| match &r.outcome {
-                        Some(check_permissions_result::Outcome::Decision(d)) => Some(d.allowed),
-                        _ => None,
-                    })
-                    .collect();
-                let right = answers
-                    .iter()
-                    .zip(&expected)
-                    .filter(|(answer, expected)| **answer == Some(**expected))
-                    .count();
-                if right == expected.len() && answers.len() == expected.len() {
-                    Ok(BATCH_ITEMS as u64)
-                } else {
-                    Err(format!(
-                        "{right} of {} batch checks answered as expected",
-                        expected.len()
-                    ))
-                }
-            })
-        }),
+        Scenario::Batch => batch_call(sample.checks.clone()),
+        Scenario::DeniedBatch => {
+            batch_call(sample.checks.iter().filter(|c| !c.3).cloned().collect())
+        }
         Scenario::ListAccessible => Arc::new(move |channel: Authed, n| {
             let (customer, _, permission, _) = &sample.checks[spread(n, sample.checks.len())];
             let request = ListAccessibleApplicationsRequest {

@@ -153,6 +153,8 @@ impl TestDatabase {
             cache_size: 1_000_000,
             cache_staleness_ms: 1000,
             denied_check_queue: 10_000,
+            denied_check_window_secs: 10,
+            denied_check_retention_days: 90,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
             keepalive_ms: 30_000,
@@ -346,15 +348,21 @@ impl TestApp {
             "grpc_server_handled_total{{grpc_service=\"{service}\",grpc_method=\"{method}\",\
              grpc_code=\"CANCELLED\"}}"
         );
+        self.metric_reaches(&name, count).await;
+    }
+
+    /// Waits until the series `name` of the server's metrics is at least `value` (30 s at most),
+    /// and returns the exposition that showed it.
+    pub async fn metric_reaches(&self, name: &str, value: f64) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let (_, text) = self.http_get("/metrics").await;
-            if series(&text, &name).is_some_and(|cut| cut >= count) {
-                return;
+            if series(&text, name).is_some_and(|seen| seen >= value) {
+                return text;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the server did not let go of the call:\n{text}"
+                "{name} did not reach {value}:\n{text}"
             );
             tokio::task::yield_now().await;
         }

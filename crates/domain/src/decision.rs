@@ -6,7 +6,7 @@ use crate::membership::Grant;
 use crate::permission::Permission;
 
 /// Why a check was decided the way it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// Allowed: the customer holds the permission itself.
     GrantedDirectly,

@@ -46,7 +46,7 @@ use sea_orm_migration::MigratorTrait;
 
 pub use applications::{AccountCheck, ApplicationCursor, CheckTarget};
 pub use cache::CacheStats;
-pub use denials::DeniedCheck;
+pub use denials::{DeniedCheck, DeniedFold};
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyKind, NewKey};
 pub use legacy::{ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, LinkedRecord};

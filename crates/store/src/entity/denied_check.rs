@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// A check that was denied, as the audit trail keeps it (not a change: no revision).
+/// Checks that were denied, identical ones within a window folded into one row, as the trail
+/// keeps them (not a change: no revision).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "denied_checks")]
 pub struct Model {
@@ -16,6 +17,10 @@ pub struct Model {
     pub application_id: Option<String>,
     /// Why it was denied (`Reason::as_str`).
     pub reason: String,
+    /// How many identical denials this row stands for, from `time` to `last_time`.
+    pub occurrences: i64,
+    /// The last of them; unset when there was one.
+    pub last_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

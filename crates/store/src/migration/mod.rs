@@ -13,6 +13,7 @@ mod m20261201_000003_merges;
 mod m20261201_000004_legacy;
 mod m20261202_000001_change_notifications;
 mod m20261202_000002_denied_checks;
+mod m20261203_000001_denied_check_folds;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_legacy::Migration),
             Box::new(m20261202_000001_change_notifications::Migration),
             Box::new(m20261202_000002_denied_checks::Migration),
+            Box::new(m20261203_000001_denied_check_folds::Migration),
         ]
     }
 }
