@@ -18,6 +18,7 @@ const PIN_MESSAGES: &[&str] = &[
     "GetPinResponse",
     "RotatePinResponse",
     "ReissuePinResponse",
+    "ReissueCustomerPinResponse",
     "RemoveAssociateResponse",
     "LinkLegacyCustomerRequest",
 ];

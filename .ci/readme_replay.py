@@ -255,6 +255,8 @@ def start_server(binary, workdir):
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
+            "--probe-listen",
+            "127.0.0.1:0",
             "--log-format",
             "text",
             "--database-url",

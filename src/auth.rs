@@ -35,7 +35,7 @@ pub fn required_scopes(path: &str) -> Option<&'static [Scope]> {
     let scopes: &'static [Scope] = match (service, method) {
         ("mandate.v1.IdentityService", "GetCustomer")
         | ("mandate.v1.ContractorService", "GetContractor") => &[Portal, Staff],
-        ("mandate.v1.IdentityService", "ClearPinLockout")
+        ("mandate.v1.IdentityService", "ClearPinLockout" | "ReissueCustomerPin")
         | (
             "mandate.v1.ContractorService",
             "MergeContractors" | "AppointManager" | "ReissuePin" | "RetireAliasPins"
@@ -229,10 +229,15 @@ pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
 
 /// The name of the client system behind a call, as the authentication layer found it.
 pub fn client_name<T>(request: &Request<T>) -> ApiResult<&str> {
+    caller(request).map(|client| client.name.as_str())
+}
+
+/// The client system behind a call and the credential it presented, as the authentication
+/// layer found them: a stream keeps it to ask, at each key reload, whether it still holds.
+pub fn caller<T>(request: &Request<T>) -> ApiResult<&Client> {
     request
         .extensions()
         .get::<Client>()
-        .map(|client| client.name.as_str())
         .ok_or_else(|| ApiError::Unauthenticated("this call presented no API key".to_owned()))
 }
 

@@ -12,7 +12,7 @@ use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
 use crate::connections::ConnectionLimits;
-use crate::metrics::MetricsListen;
+use crate::metrics::HttpListen;
 use crate::tls::TlsSettings;
 
 /// How the server is configured.
@@ -27,15 +27,26 @@ pub struct Settings {
     )]
     pub listen: SocketAddr,
 
-    /// Address of the plain-HTTP listener for Prometheus metrics (`/metrics`) and the probes
-    /// (`/healthz`, `/readyz`); `off` serves none. Port 0 picks a free port.
+    /// Address of the plain-HTTP listener for Prometheus metrics (`/metrics`); `off` serves
+    /// none. Port 0 picks a free port.
     #[arg(
         long,
         global = true,
         env = "MANDATE_METRICS_LISTEN",
         default_value = "127.0.0.1:9464"
     )]
-    pub metrics_listen: MetricsListen,
+    pub metrics_listen: HttpListen,
+
+    /// Address of the plain-HTTP listener for the probes (`/healthz`, `/readyz`), apart from the
+    /// metrics so that no scraper can crowd them out; each answer closes its connection. `off`
+    /// serves none. Port 0 picks a free port.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_PROBE_LISTEN",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub probe_listen: HttpListen,
 
     /// How the log is written to standard error: `text` (for people), `json` (one object per
     /// line, for log collectors), or `auto`: text on a terminal, JSON otherwise.

@@ -201,6 +201,7 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::LegacyCustomerLinked => pb::ChangeKind::LegacyCustomerLinked,
         ChangeKind::Seeded => pb::ChangeKind::Seeded,
         ChangeKind::AliasPinsRetired => pb::ChangeKind::AliasPinsRetired,
+        ChangeKind::CustomerPinReissued => pb::ChangeKind::CustomerPinReissued,
     }
 }
 

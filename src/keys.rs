@@ -6,7 +6,9 @@
 //! (mutual TLS) is registered by its SHA-256 fingerprint. Each server keeps the live credentials
 //! (not revoked) in memory and reloads them every half second, so a call pays no database read
 //! for its credential and a revocation or a new credential reaches every replica within a
-//! second.
+//! second. The same ring says whether the credential a stream was opened with still holds
+//! ([`KeyRing::holds`], asked at each reload): a revoked or expired credential ends the streams
+//! it opened within the same bound.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -22,6 +24,7 @@ use mandate_store::{ApiKey, KeyKind, NewKey, Store};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 /// What every key starts with, so that a leaked key is recognisable (secret scanners).
 pub const KEY_PREFIX: &str = "mdt_";
@@ -45,6 +48,25 @@ pub struct IssuedKey {
 pub struct Client {
     pub name: String,
     pub scopes: Scopes,
+    /// The credential the call presented, to ask later whether it still holds.
+    pub credential: Credential,
+}
+
+/// Which credential a call presented: a key, by its SHA-256, or a client certificate, by its
+/// fingerprint. Its `Debug` names the kind alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Key([u8; 32]),
+    Certificate([u8; 32]),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Key(_) => "Key",
+            Credential::Certificate(_) => "Certificate",
+        })
+    }
 }
 
 /// A random key, and the hex SHA-256 it is stored as.
@@ -178,12 +200,44 @@ struct Live {
 }
 
 /// The live credentials, as last loaded.
-#[derive(Default)]
 pub struct KeyRing {
     live: RwLock<Arc<Live>>,
+    /// Counts the reloads (and the reloads tried), for the streams that recheck their
+    /// credential at each.
+    reloads: watch::Sender<u64>,
+}
+
+impl Default for KeyRing {
+    fn default() -> Self {
+        Self {
+            live: RwLock::default(),
+            reloads: watch::Sender::new(0),
+        }
+    }
 }
 
 impl KeyRing {
+    /// Whether the credential `client` was authenticated with is still live and unexpired.
+    pub fn holds(&self, client: &Client) -> bool {
+        match client.credential {
+            Credential::Key(digest) => self.find(digest, |live| &live.keys),
+            Credential::Certificate(digest) => self.find(digest, |live| &live.certificates),
+        }
+        .is_some()
+    }
+
+    /// Changes at every reload, and at every reload tried while the database is away (expiry
+    /// still counts then).
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Tells the streams that a reload was tried: they ask again whether their credential holds.
+    pub fn announce(&self) {
+        self.reloads
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     /// The client a presented key belongs to, if it is live and unexpired.
     pub fn verify(&self, presented: &str) -> Option<Client> {
         self.find(digest(presented), |live| &live.keys)
@@ -231,9 +285,9 @@ impl KeyRing {
                 tracing::error!(key_id = %key.key_id, "a stored key hash is malformed; ignored");
                 continue;
             };
-            let table = match key.kind {
-                KeyKind::Key => &mut live.keys,
-                KeyKind::Certificate => &mut live.certificates,
+            let (table, credential) = match key.kind {
+                KeyKind::Key => (&mut live.keys, Credential::Key(digest)),
+                KeyKind::Certificate => (&mut live.certificates, Credential::Certificate(digest)),
             };
             table.insert(
                 digest,
@@ -242,6 +296,7 @@ impl KeyRing {
                     client: Client {
                         name: key.name,
                         scopes: key.scopes,
+                        credential,
                     },
                     expire_time: key.expire_time,
                 },
@@ -249,6 +304,7 @@ impl KeyRing {
         }
         let count = live.keys.len() + live.certificates.len();
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(live);
+        self.announce();
         Ok(count)
     }
 }

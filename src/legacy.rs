@@ -15,6 +15,7 @@ use mandate_domain::pin::Pin;
 use mandate_store::{Actor, ImportOutcome, LegacyAccount, LegacyApplication, LegacyImport, Store};
 
 use crate::secrets::PinVault;
+use crate::spreadsheet;
 
 /// The columns of each file, in any order; other columns are ignored.
 pub const ACCOUNT_COLUMNS: [&str; 10] = [
@@ -121,7 +122,7 @@ pub async fn import(
         applications,
         customer_pin_expire_time: files.customer_pin_expire_time,
     };
-    let staging = staging_path(files.mail_merge);
+    let staging = staging_path(files.mail_merge)?;
     let actor = Actor {
         customer_id: None,
         client: "mandate-import-legacy".to_owned(),
@@ -176,7 +177,7 @@ pub async fn import(
     }
     let written = !outcome.accounts.is_empty() || !outcome.customers.is_empty();
     if written {
-        fs::rename(&staging, files.mail_merge).map_err(|err| {
+        publish(&staging, files.mail_merge).map_err(|err| {
             ImportError::File(format!(
                 "the import is committed, but the mail-merge file could not be put in place: \
                  its PINs are in {} (mode 600): {err}",
@@ -202,13 +203,42 @@ pub async fn import(
 /// What `before_commit` answers to stop a strict run with bad rows.
 const STRICT_REFUSAL: &str = "--strict: bad rows, nothing imported";
 
-/// Where the mail-merge file is written before the commit: beside it, under a hidden name.
-fn staging_path(final_path: &Path) -> PathBuf {
+/// Where the mail-merge file is written before the commit: beside it, under a hidden name of
+/// this run's own (its process id and 64 random bits), so that a run never writes, publishes
+/// or deletes another run's file.
+fn staging_path(final_path: &Path) -> Result<PathBuf, ImportError> {
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}.partial"))
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random)
+        .map_err(|err| ImportError::File(format!("no random name for the staging file: {err}")))?;
+    Ok(final_path.with_file_name(format!(
+        ".{name}.{}-{}.partial",
+        std::process::id(),
+        hex::encode(random)
+    )))
+}
+
+/// Puts the staging file in place under `final_path`, never replacing a file there: a hard link
+/// fails when the name is taken (where a rename would silently replace another run's letters),
+/// and only then is the staging name removed. On failure the staging file stays, with its PINs.
+fn publish(staging: &Path, final_path: &Path) -> std::io::Result<()> {
+    fs::hard_link(staging, final_path).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AlreadyExists {
+            std::io::Error::new(
+                err.kind(),
+                format!(
+                    "{} was written meanwhile, by another run: it is kept as it is",
+                    final_path.display()
+                ),
+            )
+        } else {
+            err
+        }
+    })?;
+    fs::remove_file(staging)
 }
 
 /// Writes every new PIN, readable only by its owner, and syncs it to disk.
@@ -243,7 +273,7 @@ fn write_mail_merge(
     for (account, _, pin) in &outcome.accounts {
         let d = &account.details;
         let a = &d.mailing_address;
-        out.write_record([
+        out.write_record(spreadsheet::row([
             "contractor",
             &account.legacy_contractor_id,
             &d.business_name,
@@ -256,12 +286,12 @@ fn write_mail_merge(
             &a.country,
             &pin.expose_formatted(),
             "",
-        ])
+        ]))
         .map_err(|e| failure(&e))?;
     }
     let expires = customer_pin_expire_time.format("%Y-%m-%d").to_string();
     for (record, pin) in &outcome.customers {
-        out.write_record([
+        out.write_record(spreadsheet::row([
             "customer",
             &record.legacy_customer_id,
             &record.display_name,
@@ -274,7 +304,7 @@ fn write_mail_merge(
             "",
             &pin.expose_formatted(),
             &expires,
-        ])
+        ]))
         .map_err(|e| failure(&e))?;
     }
     let file = out.into_inner().map_err(|e| failure(&e))?;
@@ -289,10 +319,28 @@ fn rows(path: &Path, columns: &[&str]) -> Result<Vec<(u64, Row)>, ImportError> {
     let failure = |err: &dyn std::fmt::Display| {
         ImportError::File(format!("cannot read {}: {err}", path.display()))
     };
+    let bytes = fs::read(path).map_err(|e| failure(&e))?;
+    // Lines are counted here, from each record's byte offset: the csv crate's own count is one
+    // short for files with CRLF line endings (RFC 4180's own), whose records it starts at the
+    // `\n` of the CRLF before them, which is why that byte is counted too.
+    let (mut counted_to, mut newlines) = (0, 0u64);
+    let mut line_of = |byte: u64| {
+        let end = usize::try_from(byte)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .min(bytes.len());
+        if end > counted_to {
+            newlines += bytes[counted_to..end]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            counted_to = end;
+        }
+        1 + newlines
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| failure(&e))?;
+        .from_reader(bytes.as_slice());
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| failure(&e))?
@@ -314,7 +362,7 @@ fn rows(path: &Path, columns: &[&str]) -> Result<Vec<(u64, Row)>, ImportError> {
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| failure(&e))?;
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = record.position().map_or(0, |at| line_of(at.byte()));
         let values = header
             .iter()
             .cloned()
@@ -449,4 +497,55 @@ fn read_applications(
         }
     }
     Ok((applications, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_never_replaces_a_file_another_run_put_in_place() {
+        let dir = std::env::temp_dir().join(format!("mandate-publish-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let letters = dir.join("letters.csv");
+        let (first, second) = (
+            staging_path(&letters).unwrap(),
+            staging_path(&letters).unwrap(),
+        );
+        assert_ne!(first, second, "each run stages under a name of its own");
+        fs::write(&first, "the first run's PINs").unwrap();
+        fs::write(&second, "the second run's PINs").unwrap();
+        publish(&first, &letters).unwrap();
+        let refused = publish(&second, &letters).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read_to_string(&letters).unwrap(),
+            "the first run's PINs"
+        );
+        assert!(!first.exists(), "a published staging name is removed");
+        assert_eq!(
+            fs::read_to_string(&second).unwrap(),
+            "the second run's PINs",
+            "the refused run keeps its PINs"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rows_are_numbered_by_their_line_whatever_the_line_ending() {
+        let dir = std::env::temp_dir().join(format!("mandate-lines-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for ending in ["\n", "\r\n"] {
+            let file = dir.join("rows.csv");
+            let text = ["a,b", "1,2", "3,4", "5,6", "7,8"].join(ending) + ending;
+            fs::write(&file, text).unwrap();
+            let lines: Vec<u64> = rows(&file, &["a", "b"])
+                .unwrap()
+                .into_iter()
+                .map(|(line, _)| line)
+                .collect();
+            assert_eq!(lines, [2, 3, 4, 5], "line ending {ending:?}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

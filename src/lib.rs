@@ -22,6 +22,7 @@ mod redact;
 pub mod secrets;
 pub mod seed;
 mod services;
+pub mod spreadsheet;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;

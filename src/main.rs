@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mandate::config::{LogFormat, Settings};
 use mandate::legacy::ImportFiles;
-use mandate::metrics::MetricsListen;
+use mandate::metrics::HttpListen;
 use mandate::startup::{Application, StartupError};
 use mandate::telemetry::Telemetry;
 use mandate_domain::client::{Scope, Scopes, parse_client_name};
@@ -41,7 +41,7 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
-    /// Ask the running server's readiness probe (`/readyz` on the metrics listener): exit 0
+    /// Ask the running server's readiness probe (`/readyz` on the probe listener): exit 0
     /// when it is ready. For a container's health check, where no HTTP client is installed.
     Probe,
     /// Write a consistent copy of the SQLite database to FILE, and its PIN secret to
@@ -488,7 +488,11 @@ async fn unlock(settings: &Settings, customer_id: &str) -> Result<(), StartupErr
         customer_id: None,
         client: "mandate-cli".to_owned(),
     };
-    if store.clear_pin_lockout(&actor, customer_id).await?.0 {
+    if store
+        .clear_pin_lockout(&actor, customer_id, settings.pin_lockout())
+        .await?
+        .0
+    {
         eprintln!("lifted the PIN lockout of customer {customer_id}");
     } else {
         eprintln!("customer {customer_id} had no PIN attempts to forget");
@@ -496,11 +500,11 @@ async fn unlock(settings: &Settings, customer_id: &str) -> Result<(), StartupErr
     Ok(())
 }
 
-/// `mandate probe`: `GET /readyz` on the metrics listener, over plain HTTP/1.1.
+/// `mandate probe`: `GET /readyz` on the probe listener, over plain HTTP/1.1.
 fn probe(settings: &Settings) -> Result<(), StartupError> {
-    let MetricsListen::At(mut address) = settings.metrics_listen else {
+    let HttpListen::At(mut address) = settings.probe_listen else {
         return Err(StartupError::Invalid(
-            "the probe asks the metrics listener, and MANDATE_METRICS_LISTEN is off".into(),
+            "the probe asks the probe listener, and MANDATE_PROBE_LISTEN is off".into(),
         ));
     };
     // A server listening on every interface answers on loopback.

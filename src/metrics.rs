@@ -1,11 +1,14 @@
 //! What an operator watches: the server's metrics in the OpenMetrics text format that
-//! Prometheus scrapes, with plain-HTTP probes beside them, on a listener of their own
-//! (`--metrics-listen`):
+//! Prometheus scrapes (`GET /metrics`, on `--metrics-listen`), and the plain-HTTP probes, on a
+//! listener of their own (`--probe-listen`), so that no number of scrapers can crowd them out:
 //!
-//! - `GET /metrics`: every series below;
 //! - `GET /healthz`: 200 while the process serves (liveness);
 //! - `GET /readyz`: 200 while the database answers and the server is not stopping, 503
 //!   otherwise (readiness, the same truth as gRPC Health).
+//!
+//! A probe's answer closes its connection, so that no client holds a place on the probe
+//! listener between two probes: the only connections there that last are ones that have not
+//! asked yet, and a newcomer displaces the oldest of those.
 //!
 //! Calls are counted by the [`crate::observe::Observe`] layer under the names other gRPC
 //! servers use (`grpc_server_started_total`, `grpc_server_handled_total`,
@@ -461,13 +464,22 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// What the probes answer from.
+/// What the listeners answer from.
 #[derive(Debug, Clone)]
-struct Probes {
-    metrics: Arc<Metrics>,
+pub struct Probes {
+    pub metrics: Arc<Metrics>,
     /// Whether the database answered the last health probe.
-    database: Arc<AtomicBool>,
-    stopping: watch::Receiver<bool>,
+    pub database: Arc<AtomicBool>,
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// What a plain-HTTP listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// `/metrics`, for scrapers.
+    Metrics,
+    /// `/healthz` and `/readyz`, each answer closing its connection.
+    Probes,
 }
 
 /// A connection that has not sent a whole request head within this is closed: a client that
@@ -481,20 +493,13 @@ const MAX_CONNECTIONS: usize = 64;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `/metrics`, `/healthz` and `/readyz` over HTTP/1.1 on `listener` until `stop`
-/// completes.
+/// Serves `routes` over HTTP/1.1 on `listener` until `stop` completes.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
-    database: Arc<AtomicBool>,
-    stopping: watch::Receiver<bool>,
+    routes: Routes,
+    probes: Probes,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
-    let probes = Probes {
-        metrics,
-        database,
-        stopping,
-    };
     let mut connections = JoinSet::new();
     // Oldest first: each task's handle, and whether its client has sent a request yet.
     let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
@@ -537,7 +542,7 @@ pub async fn serve(
         let task = connections.spawn(async move {
             let answer = service_fn(move |request: Request<Incoming>| {
                 heard.store(true, Ordering::Relaxed);
-                let response = probes.answer(request.method(), request.uri().path());
+                let response = probes.answer(routes, request.method(), request.uri().path());
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let connection = http1::Builder::new()
@@ -551,12 +556,23 @@ pub async fn serve(
 }
 
 impl Probes {
-    fn answer(&self, method: &Method, path: &str) -> Response<String> {
+    fn answer(&self, routes: Routes, method: &Method, path: &str) -> Response<String> {
+        let mut response = self.route(routes, method, path);
+        if routes == Routes::Probes {
+            // Nobody keeps a place on the probe listener between two probes.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    fn route(&self, routes: Routes, method: &Method, path: &str) -> Response<String> {
         if method != Method::GET && method != Method::HEAD {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
-        match path {
-            "/metrics" => match self.metrics.render() {
+        match (routes, path) {
+            (Routes::Metrics, "/metrics") => match self.metrics.render() {
                 Ok(text) => {
                     let mut response = Response::new(text);
                     response
@@ -572,18 +588,24 @@ impl Probes {
                     )
                 }
             },
-            "/healthz" => plain(StatusCode::OK, "ok\n"),
-            "/readyz" if *self.stopping.borrow() => {
+            (Routes::Probes, "/healthz") => plain(StatusCode::OK, "ok\n"),
+            (Routes::Probes, "/readyz") if *self.stopping.borrow() => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
             }
-            "/readyz" if self.database.load(Ordering::Relaxed) => plain(StatusCode::OK, "ready\n"),
-            "/readyz" => plain(
+            (Routes::Probes, "/readyz") if self.database.load(Ordering::Relaxed) => {
+                plain(StatusCode::OK, "ready\n")
+            }
+            (Routes::Probes, "/readyz") => plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database does not answer\n",
             ),
-            _ => plain(
+            (Routes::Metrics, _) => plain(
                 StatusCode::NOT_FOUND,
-                "not found: /metrics, /healthz and /readyz are served here\n",
+                "not found: /metrics is served here; /healthz and /readyz on --probe-listen\n",
+            ),
+            (Routes::Probes, _) => plain(
+                StatusCode::NOT_FOUND,
+                "not found: /healthz and /readyz are served here; /metrics on --metrics-listen\n",
             ),
         }
     }
@@ -601,12 +623,12 @@ fn plain(status: StatusCode, text: &'static str) -> Response<String> {
 
 /// Where the metrics and probes listen, or nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsListen {
+pub enum HttpListen {
     Off,
     At(SocketAddr),
 }
 
-impl std::str::FromStr for MetricsListen {
+impl std::str::FromStr for HttpListen {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -619,7 +641,7 @@ impl std::str::FromStr for MetricsListen {
     }
 }
 
-impl fmt::Display for MetricsListen {
+impl fmt::Display for HttpListen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Off => f.write_str("off"),

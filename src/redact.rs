@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::pb::{
     AssociateByPinRequest, GetPinResponse, LinkLegacyCustomerRequest, RegisterContractorResponse,
-    ReissuePinResponse, RemoveAssociateResponse, RotatePinResponse,
+    ReissueCustomerPinResponse, ReissuePinResponse, RemoveAssociateResponse, RotatePinResponse,
 };
 
 const HIDDEN: &str = "<redacted>";
@@ -54,6 +54,16 @@ impl fmt::Debug for RemoveAssociateResponse {
             .field("revision", &self.revision)
             .field("pin", &HIDDEN)
             .field("retired_alias_pins", &self.retired_alias_pins)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ReissueCustomerPinResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReissueCustomerPinResponse")
+            .field("customer_pin", &HIDDEN)
+            .field("expire_time", &self.expire_time)
+            .field("revision", &self.revision)
             .finish()
     }
 }
@@ -123,6 +133,14 @@ mod tests {
                     pin: PIN.into(),
                     revision: 7,
                     retired_alias_pins: 1,
+                }
+            ),
+            format!(
+                "{:?}",
+                ReissueCustomerPinResponse {
+                    customer_pin: PIN.into(),
+                    expire_time: None,
+                    revision: 7,
                 }
             ),
             format!(

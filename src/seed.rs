@@ -582,7 +582,7 @@ impl Sample {
         let mut entries = 0;
         let mut row = |fields: [&str; 8]| {
             entries += 1;
-            out.write_record(fields)
+            out.write_record(crate::spreadsheet::row(fields))
         };
         for (customer, account, permission, allowed) in &self.checks {
             row([

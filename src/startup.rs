@@ -21,7 +21,7 @@ use crate::connections::{self, ConnectionLimits, TrackActivity};
 use crate::denials::{Denials, prune_denials, write_denials};
 use crate::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::limits::CallLimits;
-use crate::metrics::{Live, Metrics, MetricsListen};
+use crate::metrics::{HttpListen, Live, Metrics, Probes, Routes};
 use crate::middleware::AroundLayer;
 use crate::observe::Observe;
 use crate::pb::contractor_service_server::ContractorServiceServer;
@@ -73,6 +73,8 @@ pub struct Application {
     address: SocketAddr,
     /// The metrics and probes listener, unless turned off.
     metrics_listener: Option<TcpListener>,
+    probe_listener: Option<TcpListener>,
+    probe_address: Option<SocketAddr>,
     metrics_address: Option<SocketAddr>,
     limits: ConnectionLimits,
     keepalive: Duration,
@@ -106,15 +108,12 @@ impl Application {
                     address: settings.listen,
                     source,
                 })?;
-        let metrics_listener = match settings.metrics_listen {
-            MetricsListen::Off => None,
-            MetricsListen::At(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|source| StartupError::Bind { address, source })?,
-            ),
-        };
+        let metrics_listener = bind_http(settings.metrics_listen).await?;
         let metrics_address = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
+        let probe_listener = bind_http(settings.probe_listen).await?;
+        let probe_address = probe_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
         // The database file first, then its secret file: a replica starting at the same moment
@@ -161,13 +160,15 @@ impl Application {
             listener,
             address,
             metrics_listener,
+            probe_listener,
+            probe_address,
             metrics_address,
             limits,
             keepalive: Duration::from_millis(settings.keepalive_ms),
             grace: Duration::from_millis(settings.shutdown_grace_ms),
             database_wait: Duration::from_millis(settings.database_wait_ms),
             reflection: settings.reflection,
-            keys,
+            keys: keys.clone(),
             max_calls: usize::try_from(settings.max_calls).unwrap_or(usize::MAX),
             max_streams: settings.max_streams_per_connection,
             tls,
@@ -189,6 +190,7 @@ impl Application {
                 denials,
                 metrics,
                 database_answers: Arc::new(AtomicBool::new(true)),
+                keys: keys.clone(),
             }),
         })
     }
@@ -211,6 +213,11 @@ impl Application {
     /// The address of the metrics and probes listener, unless it is off.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_address
+    }
+
+    /// Where the probes are served, when they are (the real port when port 0 was asked for).
+    pub fn probe_address(&self) -> Option<SocketAddr> {
+        self.probe_address
     }
 
     /// Serves until SIGINT or SIGTERM, then lets calls in flight finish.
@@ -241,16 +248,30 @@ impl Application {
         tokio::spawn(watch_database(self.state.clone(), health));
         tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
         let served = watch::Sender::new(false);
-        if let Some(listener) = self.metrics_listener {
-            if let Some(address) = self.metrics_address {
-                tracing::info!(%address, "serving metrics and probes over HTTP");
+        let listeners = [
+            (self.metrics_listener, self.metrics_address, Routes::Metrics),
+            (self.probe_listener, self.probe_address, Routes::Probes),
+        ];
+        for (listener, address, routes) in listeners {
+            let Some(listener) = listener else { continue };
+            match (address, routes) {
+                (Some(address), Routes::Metrics) => {
+                    tracing::info!(%address, "serving metrics over HTTP");
+                }
+                (Some(address), Routes::Probes) => {
+                    tracing::info!(%address, "serving the probes over HTTP");
+                }
+                (None, _) => {}
             }
             let mut done = served.subscribe();
             tokio::spawn(crate::metrics::serve(
                 listener,
-                self.state.metrics.clone(),
-                self.state.database_answers.clone(),
-                self.state.stopping.subscribe(),
+                routes,
+                Probes {
+                    metrics: self.state.metrics.clone(),
+                    database: self.state.database_answers.clone(),
+                    stopping: self.state.stopping.subscribe(),
+                },
                 async move {
                     let _ = done.wait_for(|done| *done).await;
                 },
@@ -448,8 +469,9 @@ async fn reload_keys(state: Shared, keys: Arc<KeyRing>) {
             Err(err) if !failing => {
                 tracing::warn!(error = %err, "cannot reload the API keys; the last ones loaded stay in force");
                 failing = true;
+                keys.announce();
             }
-            Err(_) => {}
+            Err(_) => keys.announce(),
         }
     }
 }
@@ -555,4 +577,15 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
     let store = connect(settings).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Binds a plain-HTTP listener, unless it is off.
+async fn bind_http(listen: HttpListen) -> Result<Option<TcpListener>, StartupError> {
+    match listen {
+        HttpListen::Off => Ok(None),
+        HttpListen::At(address) => TcpListener::bind(address)
+            .await
+            .map(Some)
+            .map_err(|source| StartupError::Bind { address, source }),
+    }
 }

@@ -1,4 +1,6 @@
+use mandate_domain::Error as Rule;
 use mandate_domain::customer::NewCustomer;
+use mandate_domain::legacy::parse_legacy_id;
 use mandate_domain::paging::parse_id;
 use mandate_domain::pin::Pin;
 use tonic::{Request, Response, Status};
@@ -10,7 +12,7 @@ use crate::pb::identity_service_server::IdentityService;
 use crate::pb::{
     ClearPinLockoutRequest, ClearPinLockoutResponse, GetCustomerRequest, GetCustomerResponse,
     LegacyCustomer, LinkLegacyCustomerRequest, LinkLegacyCustomerResponse, RegisterCustomerRequest,
-    RegisterCustomerResponse,
+    RegisterCustomerResponse, ReissueCustomerPinRequest, ReissueCustomerPinResponse,
 };
 
 /// `mandate.v1.IdentityService`.
@@ -107,11 +109,64 @@ impl IdentityService for IdentityApi {
                 let actor = auth::client(&request)?;
                 let customer_id = &parse_id("customer_id", &request.get_ref().customer_id)?;
                 let (cleared, revision) =
-                    self.0.store.clear_pin_lockout(&actor, customer_id).await?;
+                    self.0
+                        .store
+                        .clear_pin_lockout(&actor, customer_id, self.0.lockout)
+                        .await?;
                 tracing::info!(%customer_id, client = %actor.client, cleared, revision, "PIN lockout lifted");
                 Ok(ClearPinLockoutResponse { cleared, revision })
             }
             .await,
         )
     }
+
+    async fn reissue_customer_pin(
+        &self,
+        request: Request<ReissueCustomerPinRequest>,
+    ) -> Result<Response<ReissueCustomerPinResponse>, Status> {
+        reply(
+            async {
+                let actor = auth::client(&request)?;
+                let body = request.get_ref();
+                let legacy_customer_id =
+                    &parse_legacy_id("legacy_customer_id", &body.legacy_customer_id)?;
+                let days = match body.valid_days {
+                    0 => DEFAULT_CUSTOMER_PIN_DAYS,
+                    days @ 1..=MAX_CUSTOMER_PIN_DAYS => days,
+                    _ => {
+                        return Err(Rule::invalid(
+                            "valid_days",
+                            "must be 0 (180 days) or 1 to 3650 days",
+                        )
+                        .into());
+                    }
+                };
+                let expire_time = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
+                let (pin, revision) = self
+                    .0
+                    .store
+                    .reissue_customer_pin(&actor, legacy_customer_id, expire_time, || {
+                        self.0.vault.customer_pin()
+                    })
+                    .await?;
+                tracing::info!(
+                    %legacy_customer_id,
+                    client = %actor.client,
+                    revision,
+                    "customer PIN reissued by staff"
+                );
+                Ok(ReissueCustomerPinResponse {
+                    customer_pin: pin.expose_formatted(),
+                    expire_time: Some(convert::timestamp(expire_time)),
+                    revision,
+                })
+            }
+            .await,
+        )
+    }
 }
+
+/// How long a reissued customer PIN stays valid unless staff say otherwise: as an import's.
+const DEFAULT_CUSTOMER_PIN_DAYS: i32 = 180;
+/// The longest a reissued customer PIN may stay valid.
+const MAX_CUSTOMER_PIN_DAYS: i32 = 3650;

@@ -22,6 +22,7 @@ pub use permission::PermissionApi;
 use crate::alerts::PinFailures;
 use crate::denials::Denials;
 use crate::error::{ApiError, ApiResult};
+use crate::keys::KeyRing;
 use crate::metrics::{Metrics, PinRefusal};
 use crate::secrets::PinVault;
 
@@ -45,6 +46,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// Whether the database answered the last health probe.
     pub database_answers: Arc<AtomicBool>,
+    /// The live credentials: open streams ask it whether theirs still holds.
+    pub keys: Arc<KeyRing>,
 }
 
 pub type Shared = Arc<State>;

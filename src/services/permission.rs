@@ -20,6 +20,7 @@ use super::{FeedSlot, Shared, count, reply};
 use crate::auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult, check_error};
+use crate::keys::Client;
 use crate::pb::permission_service_server::PermissionService;
 use crate::pb::{
     AccessibleApplication, CheckPermissionRequest, CheckPermissionResponse,
@@ -385,14 +386,36 @@ impl PermissionService for PermissionApi {
                 Rule::invalid("after_revision", "must not be negative").into()
             ));
         }
-        let slot = match auth::client(&request).and_then(|actor| self.0.feeds.open(&actor.client)) {
-            Ok(slot) => slot,
+        // A revision this database never reached (a consumer resuming after a restore from an
+        // older backup) would wait in silence for changes that are not coming: refused, as for
+        // checks, so that the consumer learns it and starts again.
+        if after > self.0.store.applied_revision() {
+            let store = &self.0.store;
+            match store.within(store.latest_revision()).await {
+                Ok(latest) if after > latest => {
+                    return reply(Err(Rule::invalid(
+                        "after_revision",
+                        format!(
+                            "is ahead of the latest revision, {latest}: pass a revision Mandate \
+                             returned (after a restore, start again from {latest} or earlier)"
+                        ),
+                    )
+                    .into()));
+                }
+                Ok(_) => {}
+                Err(err) => return reply(Err(err.into())),
+            }
+        }
+        let (caller, slot) = match auth::caller(&request)
+            .and_then(|caller| Ok((caller.clone(), self.0.feeds.open(&caller.name)?)))
+        {
+            Ok(opened) => opened,
             Err(err) => return reply(Err(err)),
         };
         let (sender, receiver) = mpsc::channel(FEED_BATCH as usize);
         // The feed's lines carry the call's request id and client, as the call's own do.
         tokio::spawn(
-            feed(self.0.clone(), after, sender, slot).instrument(tracing::Span::current()),
+            feed(self.0.clone(), caller, after, sender, slot).instrument(tracing::Span::current()),
         );
         let stream: ChangeStream = Box::pin(ReceiverStream::new(receiver));
         Ok(Response::new(stream))
@@ -431,14 +454,18 @@ impl PermissionService for PermissionApi {
 /// consumer goes away or the server stops. It reads the database only to catch up; from there it
 /// hears each change from the replica's change tail, which reads every change once for all
 /// feeds. Revisions are handed out in commit order, so reading `revision > last` neither skips
-/// nor repeats a change, and the tail hands them on in that order.
+/// nor repeats a change, and the tail hands them on in that order. At each key reload it asks
+/// whether the credential it was opened with still holds, and ends with UNAUTHENTICATED when it
+/// was revoked or expired: an open stream is held to what a new call would be.
 async fn feed(
     state: Shared,
+    caller: Client,
     mut last: i64,
     sender: mpsc::Sender<Result<WatchChangesResponse, Status>>,
     _slot: FeedSlot,
 ) {
     let mut stopping = state.stopping.subscribe();
+    let mut reloads = state.keys.reloads();
     let send = |change: AuditEvent| {
         sender.send(Ok(WatchChangesResponse {
             change: Some(convert::audit_event(change)),
@@ -450,6 +477,9 @@ async fn feed(
         while last < tail.applied {
             if *stopping.borrow_and_update() {
                 return stop_feed(&sender, last).await;
+            }
+            if !state.keys.holds(&caller) {
+                return end_unauthenticated(&sender, &caller, last).await;
             }
             let batch = match state
                 .store
@@ -496,10 +526,29 @@ async fn feed(
                     Err(RecvError::Closed) => return stop_feed(&sender, last).await,
                 },
                 _ = stopping.changed() => {}
+                _ = reloads.changed() => if !state.keys.holds(&caller) {
+                    return end_unauthenticated(&sender, &caller, last).await;
+                },
                 () = sender.closed() => return,
             }
         }
     }
+}
+
+/// Tells a feed's consumer that the credential it opened the feed with was revoked or expired.
+async fn end_unauthenticated(
+    sender: &mpsc::Sender<Result<WatchChangesResponse, Status>>,
+    caller: &Client,
+    last: i64,
+) {
+    tracing::warn!(client = %caller.name, "a change feed ended: its credential was revoked or expired");
+    let _ = sender
+        .send(Err(Status::unauthenticated(format!(
+            "the credential of client `{}` was revoked or expired; reconnect with a valid one and \
+             after_revision {last}",
+            caller.name
+        ))))
+        .await;
 }
 
 /// Tells a feed's consumer that the server is stopping, and where to pick up.

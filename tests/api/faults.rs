@@ -479,15 +479,15 @@ async fn a_silent_postgres_outage_answers_unavailable_within_the_wait() {
     }
     health_becomes(&app, ServingStatus::NotServing).await;
     assert_eq!(
-        app.http_get("/readyz").await.0,
+        app.probe("/readyz").await.0,
         503,
         "not ready while the database is silent"
     );
-    assert_eq!(app.http_get("/healthz").await.0, 200, "but alive");
+    assert_eq!(app.probe("/healthz").await.0, 200, "but alive");
 
     proxy.light();
     health_becomes(&app, ServingStatus::Serving).await;
-    assert_eq!(app.http_get("/readyz").await.0, 200, "ready again");
+    assert_eq!(app.probe("/readyz").await.0, 200, "ready again");
     // The database may hold the silenced sessions' locks a little longer: retry as a client
     // would, for a bounded time.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -17,6 +17,8 @@ on_both_backends!(
     a_rotated_pin_replaces_the_old_one_at_once,
     a_pin_that_cannot_be_opened_is_not_shown_and_no_read_is_recorded,
     only_a_manager_may_rotate_the_pin,
+    a_revoked_or_expired_key_ends_the_feeds_it_opened,
+    a_feed_after_a_revision_never_reached_is_refused,
 );
 
 /// The next change of a feed; a feed that stays silent for 10 s fails the test.
@@ -359,4 +361,120 @@ async fn a_pin_that_cannot_be_opened_is_not_shown_and_no_read_is_recorded(backen
         .map(|e| e.kind)
         .collect();
     assert!(!kinds.contains(&(ChangeKind::PinRead as i32)), "{kinds:?}");
+}
+
+/// A `check` key of its own for the client `name`, live at once, expiring after `lifetime` when
+/// given; the key and its id.
+async fn check_key(
+    app: &TestApp,
+    name: &str,
+    lifetime: Option<chrono::Duration>,
+) -> (String, String) {
+    let scopes: mandate_domain::client::Scopes =
+        [mandate_domain::client::Scope::Check].into_iter().collect();
+    let issued = mandate::keys::create(
+        &app.store,
+        name,
+        scopes,
+        lifetime.map(|d| chrono::Utc::now() + d),
+    )
+    .await
+    .expect("a key");
+    app.keys.reload(&app.store).await.expect("reload the keys");
+    (issued.secret, issued.record.key_id)
+}
+
+/// A feed opened with `key` after `after`.
+async fn feed_with(
+    app: &TestApp,
+    key: &str,
+    after: i64,
+) -> Streaming<mandate::pb::WatchChangesResponse> {
+    mandate::pb::permission_service_client::PermissionServiceClient::new(crate::helpers::with_key(
+        app.channel.clone(),
+        key,
+    ))
+    .watch_changes(WatchChangesRequest {
+        after_revision: after,
+    })
+    .await
+    .expect("a feed")
+    .into_inner()
+}
+
+/// The end of a feed: the status it ended with (a feed silent for 30 s fails the test).
+async fn ending(stream: &mut Streaming<mandate::pb::WatchChangesResponse>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the feed ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the feed ends within 30 s")
+}
+
+/// #17: a key revoked while its feed is open no longer hears the changes (6 of 6 were delivered
+/// after `keys revoke` before): the feed ends with UNAUTHENTICATED at the next key reload, as a
+/// new call would be refused; a key that expires ends its feed the same way.
+async fn a_revoked_or_expired_key_ends_the_feeds_it_opened(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (key, key_id) = check_key(&app, "inspections", None).await;
+    let mut watched = feed_with(&app, &key, app.revision_counter().await).await;
+    let first = app.customer("before-revocation").await;
+    let change = next(&mut watched).await;
+    assert_eq!(change.customer_id, first.customer_id);
+
+    app.store.revoke_key(&key_id).await.expect("revoke");
+    app.keys.reload(&app.store).await.expect("reload");
+    let after = app.revision_counter().await;
+    for n in 0..6 {
+        app.customer(&format!("after-revocation-{n}")).await;
+    }
+    let ended = ending(&mut watched).await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("inspections"), "{ended:?}");
+    assert!(
+        ended.message().contains(&format!("after_revision {after}")),
+        "where to pick up: {ended:?}"
+    );
+
+    // A key that expires while its feed is open: the feed ends at a reload after the expiry.
+    let (short, _) = check_key(&app, "short-lived", Some(chrono::Duration::seconds(2))).await;
+    let mut brief = feed_with(&app, &short, app.revision_counter().await).await;
+    let ended = ending(&mut brief).await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}
+
+/// #17: a feed asked to start after a revision this database never reached (a consumer resuming
+/// after a restore) is refused, where it used to stay silent for ever.
+async fn a_feed_after_a_revision_never_reached_is_refused(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.customer("someone").await;
+    let latest = app.revision_counter().await;
+    let refused = crate::helpers::expect_invalid(
+        app.permissions
+            .watch_changes(WatchChangesRequest {
+                after_revision: latest + 1,
+            })
+            .await,
+        &["after_revision"],
+    );
+    assert!(
+        refused.message().contains(&latest.to_string()),
+        "{refused:?}"
+    );
+    let mut at_latest = app
+        .permissions
+        .watch_changes(WatchChangesRequest {
+            after_revision: latest,
+        })
+        .await
+        .expect("a feed from the latest revision")
+        .into_inner();
+    let newcomer = app.customer("newcomer").await;
+    assert_eq!(next(&mut at_latest).await.customer_id, newcomer.customer_id);
 }

@@ -14,7 +14,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     a_thousand_wrong_pins_change_nothing,
-    a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_restart
+    a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_restart,
+    lifting_a_lockout_with_nothing_counted_changes_nothing,
 );
 
 /// The revision counter and the number of audit events.
@@ -290,5 +291,33 @@ async fn wrong_pins_across_customers_raise_an_alert_naming_the_client_system() {
     assert!(
         line.contains("client=bootstrap") && line.contains("wrong_pins=12"),
         "{line}"
+    );
+}
+
+/// #17: a customer who entered only right PINs has an attempt row with nothing counted in it;
+/// `ClearPinLockout` then answers `cleared: false` and takes no revision, as its proto says
+/// (it answered `cleared: true` and took one).
+async fn lifting_a_lockout_with_nothing_counted_changes_nothing(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, associate, _, pin) = app.story().await;
+    let newcomer = app.customer("newcomer").await.customer_id;
+    app.associate(&newcomer, &pin).await;
+    let before = app.revision_counter().await;
+    for customer in [&associate, &newcomer] {
+        let lifted = app
+            .identity
+            .clear_pin_lockout(mandate::pb::ClearPinLockoutRequest {
+                customer_id: customer.clone(),
+            })
+            .await
+            .expect("nothing to lift")
+            .into_inner();
+        assert!(!lifted.cleared, "{customer}");
+        assert_eq!(lifted.revision, before);
+    }
+    assert_eq!(
+        app.revision_counter().await,
+        before,
+        "nothing was committed"
     );
 }

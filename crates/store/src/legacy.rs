@@ -9,8 +9,8 @@ use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::legacy::LegacyCustomer;
 use sea_orm::sea_query::{LockType, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect,
 };
 
 use crate::contractors::new_account;
@@ -401,6 +401,67 @@ impl Store {
         ))
     }
 }
+
+impl Store {
+    /// Staff: a new one-time customer PIN for the legacy record `legacy_customer_id`, valid
+    /// until `expire_time`; the old one stops working. `new_pin` makes a PIN and its hash, and
+    /// is called again in the (rare) case that the hash is taken. `NOT_FOUND` for an unknown
+    /// record; `FAILED_PRECONDITION` for one linked already.
+    pub async fn reissue_customer_pin<P>(
+        &self,
+        actor: &Actor,
+        legacy_customer_id: &str,
+        expire_time: DateTime<Utc>,
+        mut new_pin: impl FnMut() -> Result<(P, String)>,
+    ) -> Result<(P, Revision)> {
+        let txn = self.begin_change().await?;
+        let record = legacy_customer::Entity::find_by_id(legacy_customer_id)
+            .lock(LockType::NoKeyUpdate)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Rule::not_found("legacy customer record", legacy_customer_id))?;
+        if let Some(customer) = &record.customer_id {
+            return Err(Rule::FailedPrecondition(format!(
+                "legacy customer record {legacy_customer_id} is linked to customer {customer} \
+                 already: its PIN was used"
+            ))
+            .into());
+        }
+        let mut fresh = None;
+        for _ in 0..PIN_ATTEMPTS {
+            let (pin, hash) = new_pin()?;
+            let taken = legacy_customer::Entity::find()
+                .filter(legacy_customer::Column::PinHash.eq(&hash))
+                .count(&txn)
+                .await?
+                > 0;
+            if !taken {
+                fresh = Some((pin, hash));
+                break;
+            }
+        }
+        let (pin, hash) =
+            fresh.ok_or_else(|| Error::Internal("could not find an unused customer PIN".into()))?;
+        let mut active: legacy_customer::ActiveModel = record.into();
+        active.pin_hash = Set(hash);
+        active.pin_expire_time = Set(expire_time);
+        active.update(&txn).await?;
+        let revision = self
+            .commit_change(
+                txn,
+                actor,
+                Change {
+                    detail: Some(format!("legacy customer record {legacy_customer_id}")),
+                    ..Change::of(ChangeKind::CustomerPinReissued)
+                },
+            )
+            .await?;
+        Ok((pin, revision))
+    }
+}
+
+/// How many fresh customer PINs a reissue tries before giving up on a (45-bit) collision streak.
+const PIN_ATTEMPTS: usize = 8;
 
 /// The legacy record whose customer PIN hashes to `pin_hash`; `NOT_FOUND` when none has it.
 async fn record_by_pin(

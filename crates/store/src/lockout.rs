@@ -98,11 +98,13 @@ impl Store {
     }
 
     /// Lifts `customer_id`'s lockout (a staff operation), audited as `actor`; whether there
-    /// was anything to lift, and the revision (the current one when nothing changed).
+    /// was anything to lift (a wrong PIN counted in the current window of `lockout`), and the
+    /// revision (the current one when nothing changed: nothing is committed then).
     pub async fn clear_pin_lockout(
         &self,
         actor: &Actor,
         customer_id: &str,
+        lockout: PinLockout,
     ) -> Result<(bool, Revision)> {
         let txn = self.begin_change().await?;
         customer::Entity::find_by_id(customer_id.to_owned())
@@ -111,17 +113,33 @@ impl Store {
             .ok_or_else(|| Rule::not_found("customer", customer_id))?;
         let backend = txn.get_database_backend();
         let sql = match backend {
-            DbBackend::Postgres => "DELETE FROM pin_attempts WHERE customer_id = $1",
-            _ => "DELETE FROM pin_attempts WHERE customer_id = ?1",
+            DbBackend::Postgres => {
+                "DELETE FROM pin_attempts WHERE customer_id = $1 \
+                 RETURNING attempts, window_start_ms"
+            }
+            _ => {
+                "DELETE FROM pin_attempts WHERE customer_id = ?1 \
+                 RETURNING attempts, window_start_ms"
+            }
         };
-        let done = txn
-            .execute_raw(Statement::from_sql_and_values(
+        let deleted = txn
+            .query_one_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
                 [customer_id.into()],
             ))
             .await?;
-        if done.rows_affected() == 0 {
+        let window = i64::try_from(lockout.window.as_millis()).unwrap_or(i64::MAX);
+        let expired_before = chrono::Utc::now().timestamp_millis().saturating_sub(window);
+        let counted = match deleted {
+            Some(row) => {
+                let attempts: i32 = row.try_get_by_index(0)?;
+                let window_start: i64 = row.try_get_by_index(1)?;
+                attempts > 0 && window_start > expired_before
+            }
+            None => false,
+        };
+        if !counted {
             // Nothing to lift: nothing is committed.
             let revision = current_revision(&txn).await?;
             txn.rollback().await?;

@@ -48,10 +48,12 @@ pub enum ChangeKind {
     Seeded,
     /// Staff retired the alias PINs of the accounts merged into an account.
     AliasPinsRetired,
+    /// Staff gave a legacy customer record a new one-time customer PIN.
+    CustomerPinReissued,
 }
 
 impl ChangeKind {
-    pub(crate) const ALL: [ChangeKind; 18] = [
+    pub(crate) const ALL: [ChangeKind; 19] = [
         ChangeKind::CustomerRegistered,
         ChangeKind::ContractorRegistered,
         ChangeKind::ContractorUpdated,
@@ -70,6 +72,7 @@ impl ChangeKind {
         ChangeKind::LegacyCustomerLinked,
         ChangeKind::Seeded,
         ChangeKind::AliasPinsRetired,
+        ChangeKind::CustomerPinReissued,
     ];
 
     /// The name stored in the audit trail.
@@ -93,6 +96,7 @@ impl ChangeKind {
             ChangeKind::LegacyCustomerLinked => "legacy_customer_linked",
             ChangeKind::Seeded => "seeded",
             ChangeKind::AliasPinsRetired => "alias_pins_retired",
+            ChangeKind::CustomerPinReissued => "customer_pin_reissued",
         }
     }
 

@@ -256,8 +256,8 @@ impl Store {
         }
     }
 
-    /// The latest revision committed.
-    pub(crate) async fn latest_revision(&self) -> Result<Revision> {
+    /// The revision of the latest change committed, read from the database.
+    pub async fn latest_revision(&self) -> Result<Revision> {
         current_revision(&self.db).await
     }
 }
