@@ -26,6 +26,8 @@ pub struct Tally {
     pub wrong: u64,
     /// PINs refused unread because the customer was locked out.
     pub locked_out: u64,
+    /// PINs refused unread because the client system's wrong-PIN budget was spent.
+    pub client_throttled: u64,
 }
 
 impl PinFailures {
@@ -45,6 +47,11 @@ impl PinFailures {
     /// Counts a PIN refused because the customer, acting through `client`, is locked out.
     pub fn locked_out(&self, client: &str) {
         self.count(client, |tally| tally.locked_out += 1);
+    }
+
+    /// Counts a PIN refused because `client`'s wrong-PIN budget is spent.
+    pub fn client_throttled(&self, client: &str) {
+        self.count(client, |tally| tally.client_throttled += 1);
     }
 
     fn count(&self, client: &str, add: impl FnOnce(&mut Tally)) {
@@ -69,6 +76,7 @@ impl PinFailures {
                         %client,
                         wrong_pins = tally.wrong,
                         locked_out = tally.locked_out,
+                        client_throttled = tally.client_throttled,
                         window_secs,
                         alert_at = self.alert_at,
                         "PIN failures through this client system are past the alert threshold: \
@@ -79,6 +87,7 @@ impl PinFailures {
                         %client,
                         wrong_pins = tally.wrong,
                         locked_out = tally.locked_out,
+                        client_throttled = tally.client_throttled,
                         window_secs,
                         "PIN failures through this client system"
                     );
@@ -120,7 +129,7 @@ mod tests {
                     "kiosk".to_owned(),
                     Tally {
                         wrong: 1,
-                        locked_out: 0
+                        ..Tally::default()
                     },
                     false
                 ),
@@ -128,7 +137,8 @@ mod tests {
                     "portal".to_owned(),
                     Tally {
                         wrong: 3,
-                        locked_out: 1
+                        locked_out: 1,
+                        client_throttled: 0,
                     },
                     true
                 ),

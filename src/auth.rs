@@ -219,6 +219,24 @@ pub fn claimed_customer<T>(request: &Request<T>) -> Option<String> {
         .filter(|id| is_identifier(id))
 }
 
+/// Whether the call may read what `customer_id` may act on: a check system may ask for any
+/// customer; the portal only for the customer it acts for (`x-customer-id`), so that a portal
+/// session of one customer cannot list another's applications.
+pub fn may_list_for<T>(request: &Request<T>, customer_id: &str) -> ApiResult<()> {
+    match claimed_customer(request) {
+        Some(acting) if acting == customer_id => Ok(()),
+        Some(acting) => Err(ApiError::from(Rule::PermissionDenied(format!(
+            "a portal call acting for customer {acting} (`{CUSTOMER_HEADER}`) may list only that \
+             customer's applications, not {customer_id}'s"
+        )))),
+        None if caller(request)?.scopes.contains(Scope::Check) => Ok(()),
+        None => Err(ApiError::Unauthenticated(format!(
+            "the portal lists the applications of the customer it acts for: send its id in the \
+             `{CUSTOMER_HEADER}` metadata"
+        ))),
+    }
+}
+
 /// The client system behind a call, for the audit trail.
 pub fn client<T>(request: &Request<T>) -> ApiResult<Actor> {
     Ok(Actor {
@@ -269,6 +287,8 @@ pub async fn reader<T>(store: &Store, request: &Request<T>) -> ApiResult<Reader>
 /// A registered customer a call acts for.
 pub struct ActingCustomer {
     pub customer_id: String,
+    /// When the customer registered.
+    pub since: chrono::DateTime<chrono::Utc>,
     /// The customer through its client system, for the audit trail.
     pub actor: Actor,
 }
@@ -309,5 +329,6 @@ pub async fn acting_customer<T>(store: &Store, request: &Request<T>) -> ApiResul
             ..client(request)?
         },
         customer_id: customer.customer_id,
+        since: customer.create_time,
     })
 }

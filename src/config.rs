@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use mandate_domain::lockout::PinLockout;
+use mandate_domain::lockout::{ClientPinBudget, PinLockout};
 use mandate_domain::membership::ManagerlessPolicy;
 use mandate_store::StoreOptions;
 
@@ -114,6 +114,26 @@ pub struct Settings {
     #[arg(long, global = true, env = "MANDATE_PIN_FAILURE_WINDOW_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pin_failure_window_secs: u64,
+
+    /// How many wrong PINs the customers of one client system (the portal) may enter between
+    /// them per `--client-pin-window-secs`, shared by every replica. Past it, PIN entries of
+    /// customers registered less than `--client-pin-standing-hours` ago answer
+    /// RESOURCE_EXHAUSTED (with RetryInfo) until the budget refills: guessing spread over fresh
+    /// customers is held to this rate.
+    #[arg(long, global = true, env = "MANDATE_CLIENT_PIN_FAILURES", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_pin_failures: u32,
+
+    /// The window, in seconds, over which a client system's wrong-PIN budget refills.
+    #[arg(long, global = true, env = "MANDATE_CLIENT_PIN_WINDOW_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub client_pin_window_secs: u64,
+
+    /// How long, in hours, a customer must have been registered to keep entering PINs while its
+    /// client system's wrong-PIN budget is spent (its own lockout still applies).
+    #[arg(long, global = true, env = "MANDATE_CLIENT_PIN_STANDING_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(0..=8760))]
+    pub client_pin_standing_hours: u64,
 
     /// How long, in milliseconds, a call waits on the database (for a connection, a lock or an
     /// answer) before answering UNAVAILABLE; also the longest any unary call takes.
@@ -339,6 +359,15 @@ impl Settings {
         PinLockout {
             attempts: self.pin_attempts,
             window: Duration::from_secs(self.pin_lockout_secs),
+        }
+    }
+
+    /// The wrong-PIN budget of each client system.
+    pub fn client_pin_budget(&self) -> ClientPinBudget {
+        ClientPinBudget {
+            failures: self.client_pin_failures,
+            window: Duration::from_secs(self.client_pin_window_secs),
+            standing: Duration::from_secs(self.client_pin_standing_hours * 3600),
         }
     }
 

@@ -113,6 +113,9 @@ pub enum PinRefusal {
     Wrong,
     /// The customer is locked out: the PIN was not looked at.
     LockedOut,
+    /// The client system's wrong-PIN budget is spent and the customer has no standing: the PIN
+    /// was not looked at.
+    ClientThrottled,
 }
 
 /// The server's metrics, registered once; shared by the layers and services that count.
@@ -291,6 +294,7 @@ impl Metrics {
         let cause = match refusal {
             PinRefusal::Wrong => "wrong_pin",
             PinRefusal::LockedOut => "locked_out",
+            PinRefusal::ClientThrottled => "client_throttled",
         };
         self.pins_refused
             .get_or_create(&CauseLabels { cause })

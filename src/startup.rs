@@ -41,6 +41,12 @@ pub enum StartupError {
     )]
     WrongSecret,
     #[error(
+        "the PIN secret file {file} is missing, but this database was set up with a PIN secret: \
+         every stored PIN would be unreadable with a new one. Restore {file} from the backup \
+         taken with the database (nothing was written)"
+    )]
+    SecretMissing { file: String },
+    #[error(
         "the database file {file} is missing, but {traces} beside it show that a database was \
          there: it may have been deleted or moved, and starting would create an empty one. \
          Restore it from a backup; or, to start a new, empty database on purpose, remove {traces}"
@@ -119,8 +125,8 @@ impl Application {
         // The database file first, then its secret file: a replica starting at the same moment
         // never sees a secret file without its database.
         let store = connect(settings).await?;
-        let secret = load_secret(settings)?;
         store.migrate().await?;
+        let secret = load_secret_for(settings, &store).await?;
         let vault = checked_vault(&store, &secret).await?;
         let key_file = settings.bootstrap_key_file();
         if let Some(key) = keys::bootstrap(&store, &key_file).await? {
@@ -181,6 +187,7 @@ impl Application {
                 store,
                 vault,
                 lockout: settings.pin_lockout(),
+                client_budget: settings.client_pin_budget(),
                 feeds,
                 pin_failures: Arc::new(PinFailures::new(
                     settings.pin_failure_alert,
@@ -562,7 +569,26 @@ async fn checked_vault(
 
 /// The PIN keys configured, for the operator's commands that make PINs.
 pub async fn open_vault(settings: &Settings, store: &Store) -> Result<PinVault, StartupError> {
-    checked_vault(store, &load_secret(settings)?).await
+    checked_vault(store, &load_secret_for(settings, store).await?).await
+}
+
+/// The configured PIN secret for `store`'s database. A secret file is made when there is none,
+/// but not for a database set up with a secret already: a new one could open none of its PINs,
+/// so the start is refused before anything is written.
+async fn load_secret_for(
+    settings: &Settings,
+    store: &Store,
+) -> Result<crate::config::Secret, StartupError> {
+    if settings.pin_secret.is_none()
+        && let Some(file) = settings.pin_secret_path()
+        && !file.exists()
+        && store.has_key_fingerprint().await?
+    {
+        return Err(StartupError::SecretMissing {
+            file: file.display().to_string(),
+        });
+    }
+    Ok(load_secret(settings)?)
 }
 
 /// The configured database as it is, not migrated, for commands that only read it.

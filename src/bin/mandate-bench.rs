@@ -20,7 +20,8 @@
 //! The data comes from `--sample FILE`, written by `mandate seed --sample FILE`; without it the
 //! benchmark registers a little data of its own (unique names, so any database will do).
 //! `--iterations N` also times CheckPermission and SetPermissions one call after another first;
-//! `--guessers N` keeps N clients entering wrong PINs throughout; `--merge-associates N` times
+//! `--guessers N` keeps N clients entering wrong PINs throughout (`--guesses-per-customer K`:
+//! each registering a fresh customer every K guesses); `--merge-associates N` times
 //! MergeContractors of two accounts with N associates each.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,6 +93,10 @@ struct Args {
     /// Concurrent clients entering wrong PINs (AssociateByPin) while the scenarios run.
     #[arg(long, default_value_t = 0)]
     guessers: usize,
+    /// Each guesser registers a fresh customer every this many guesses (guessing spread across
+    /// customers, under each one's lockout); 0 to guess as one customer throughout.
+    #[arg(long, default_value_t = 0)]
+    guesses_per_customer: u64,
     /// Wrong PINs a second across all guessers; 0 for as fast as they can.
     #[arg(long, default_value_t = 0)]
     guess_rate: u32,
@@ -331,7 +336,13 @@ async fn main() -> Result<(), Failure> {
         .customer
         .ok_or("no customer in the response")?
         .customer_id;
-    let guessing = Guessing::start(&channel, &guesser, args.guessers, args.guess_rate);
+    let guessing = Guessing::start(
+        &channel,
+        &guesser,
+        args.guessers,
+        args.guess_rate,
+        (args.guesses_per_customer > 0).then_some((args.guesses_per_customer, run)),
+    );
 
     let sequential = if args.iterations > 0 {
         Some(one_at_a_time(&channel, run, args.warmup, args.iterations).await?)
@@ -1092,14 +1103,22 @@ struct Guessing {
 }
 
 impl Guessing {
-    fn start(channel: &Authed, guesser: &str, clients: usize, rate: u32) -> Self {
+    /// `fresh`: a new customer every so many guesses, registered with names unique to `run`.
+    fn start(
+        channel: &Authed,
+        guesser: &str,
+        clients: usize,
+        rate: u32,
+        fresh: Option<(u64, u128)>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         // Each client's pace: `rate` shared among the clients.
         let pace = (rate > 0).then(|| Duration::from_secs_f64(clients as f64 / f64::from(rate)));
         let tasks = (0..clients)
             .map(|client| {
                 let mut contractors = ContractorServiceClient::new(channel.clone());
-                let guesser = guesser.to_owned();
+                let mut identity = IdentityServiceClient::new(channel.clone());
+                let mut guesser = guesser.to_owned();
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     let mut count = 0u64;
@@ -1111,6 +1130,25 @@ impl Guessing {
                     while !stop.load(Ordering::Relaxed) {
                         if let Some(ticks) = &mut ticks {
                             ticks.tick().await;
+                        }
+                        if let Some((every, run)) = fresh
+                            && count > 0
+                            && count.is_multiple_of(every)
+                        {
+                            guesser = identity
+                                .register_customer(RegisterCustomerRequest {
+                                    external_subject: format!(
+                                        "bench|{run}|guesser-{client}-{count}"
+                                    ),
+                                    display_name: "Bench guesser".into(),
+                                    email: "guesser@bench.example.ca".into(),
+                                })
+                                .await
+                                .map_err(|status| format!("a guesser's registration: {status}"))?
+                                .into_inner()
+                                .customer
+                                .ok_or("no customer in the response")?
+                                .customer_id;
                         }
                         // Well-formed PINs (their check character holds) that no account has.
                         let seed = (client as u64) << 40 | count;

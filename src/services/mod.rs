@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mandate_domain::Error as Rule;
-use mandate_domain::lockout::PinLockout;
+use mandate_domain::lockout::{ClientPinBudget, PinLockout};
 use mandate_domain::pin::Pin;
 use mandate_store::{Error as StoreError, SealedPin, Store};
 use tokio::sync::watch;
@@ -33,6 +33,8 @@ pub struct State {
     pub vault: PinVault,
     /// How many wrong PINs a customer may enter.
     pub lockout: PinLockout,
+    /// How many wrong PINs the customers of one client system may enter between them.
+    pub client_budget: ClientPinBudget,
     /// The change feeds open, per client system.
     pub feeds: Arc<Feeds>,
     /// Wrong PINs per client system, reported every window.
@@ -114,29 +116,53 @@ impl Drop for FeedSlot {
 }
 
 impl State {
-    /// Enters a PIN for `acting`, guarded by the lockout: the attempt is taken before `enter`
-    /// looks at the PIN, counted as a wrong PIN (per client system too) when `enter` answers
-    /// `NOT_FOUND`, and given back otherwise.
+    /// Enters a PIN for `acting`, guarded by its client system's wrong-PIN budget and then by
+    /// the customer's lockout: a token of the budget and an attempt of the customer's are taken
+    /// before `enter` looks at the PIN, both kept when `enter` answers `NOT_FOUND` (a wrong PIN,
+    /// counted per client system too), and given back otherwise.
     async fn enter_pin<T>(
         &self,
         acting: &crate::auth::ActingCustomer,
         enter: impl Future<Output = Result<T, StoreError>>,
     ) -> ApiResult<T> {
         let client = &acting.actor.client;
+        let age = (chrono::Utc::now() - acting.since)
+            .to_std()
+            .unwrap_or_default();
+        let standing = self.client_budget.has_standing(age);
         self.store
-            .take_pin_attempt(&acting.customer_id, self.lockout)
+            .take_client_pin_token(client, self.client_budget, standing)
             .await
             .inspect_err(|err| {
                 if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
-                    self.pin_failures.locked_out(client);
-                    self.metrics.pin_refused(PinRefusal::LockedOut);
-                    tracing::warn!(
+                    self.pin_failures.client_throttled(client);
+                    self.metrics.pin_refused(PinRefusal::ClientThrottled);
+                    tracing::debug!(
                         customer_id = %acting.customer_id,
                         %client,
-                        "PIN entry refused: the customer is locked out"
+                        "PIN entry refused: the client system's wrong-PIN budget is spent"
                     );
                 }
             })?;
+        let taken = self
+            .store
+            .take_pin_attempt(&acting.customer_id, self.lockout)
+            .await;
+        if taken.is_err() {
+            // Not looked at: the client system's token goes back.
+            self.refund_client_token(client).await;
+        }
+        taken.inspect_err(|err| {
+            if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
+                self.pin_failures.locked_out(client);
+                self.metrics.pin_refused(PinRefusal::LockedOut);
+                tracing::warn!(
+                    customer_id = %acting.customer_id,
+                    %client,
+                    "PIN entry refused: the customer is locked out"
+                );
+            }
+        })?;
         let entered = enter.await;
         match &entered {
             Err(StoreError::Domain(Rule::NotFound(_))) => {
@@ -148,14 +174,27 @@ impl State {
                     "a wrong PIN was entered"
                 );
             }
-            // A correct PIN, or a failure that is not the customer's: the attempt is given back.
+            // A correct PIN, or a failure that is not the customer's: the attempt and the token
+            // are given back.
             _ => {
                 if let Err(err) = self.store.refund_pin_attempt(&acting.customer_id).await {
                     tracing::warn!(error = %err, "cannot give a PIN attempt back");
                 }
+                self.refund_client_token(client).await;
             }
         }
         Ok(entered?)
+    }
+
+    /// Gives a token back to `client`'s wrong-PIN budget.
+    async fn refund_client_token(&self, client: &str) {
+        if let Err(err) = self
+            .store
+            .refund_client_pin_token(client, self.client_budget)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot give a client system's PIN token back");
+        }
     }
 
     /// A new random PIN for the account `contractor_id`, with its sealed form.

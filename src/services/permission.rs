@@ -352,6 +352,7 @@ impl PermissionService for PermissionApi {
                 let page = PageRequest::parse_with(body.page_size, &body.page_token, |token| {
                     ApplicationCursor::parse(token).is_some()
                 })?;
+                auth::may_list_for(&request, customer_id)?;
                 let cursor = page.after.as_deref().and_then(ApplicationCursor::parse);
                 let page = self
                     .0
@@ -515,6 +516,11 @@ async fn feed(
             tokio::select! {
                 heard = tail.receiver.recv() => match heard {
                     Ok(change) if change.revision <= last => {}
+                    // Asked before each change too (an in-memory lookup): a credential revoked
+                    // by a reload that completed before the change hears no more.
+                    Ok(_) if !state.keys.holds(&caller) => {
+                        return end_unauthenticated(&sender, &caller, last).await;
+                    }
                     Ok(change) => {
                         last = change.revision;
                         if send(AuditEvent::clone(&change)).await.is_err() {

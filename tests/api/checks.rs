@@ -22,6 +22,7 @@ on_both_backends!(
     a_batch_decides_each_item_in_order_and_reports_a_bad_item_alone,
     a_batch_of_more_than_100_checks_is_refused,
     linking_and_unlinking_are_idempotent,
+    a_batch_on_an_application_linked_to_seventy_thousand_accounts_is_decided,
     linking_to_an_unknown_account_or_a_bad_number_is_refused,
     accessible_applications_follow_the_permissions_page_by_page,
     a_batch_answers_every_item_as_a_single_check_would,
@@ -476,6 +477,64 @@ async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
                 assert_eq!(together.code, alone.code() as i32, "{item:?}: {alone:?}");
             }
             (together, alone) => panic!("{item:?}: batch {together:?}, alone {alone:?}"),
+        }
+    }
+}
+
+/// #17: an application linked to more accounts than a statement may name (70 000: past SQLite's
+/// 32 766 variables and PostgreSQL's 65 535 parameters) made a 100-item batch fail whole with a
+/// message blaming the database. Each item is decided, from the customer's own memberships.
+async fn a_batch_on_an_application_linked_to_seventy_thousand_accounts_is_decided(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let (manager, associate, contractor, _) = app.story().await;
+    app.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .expect("a grant");
+    app.permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-900 BLD".into(),
+            contractor_id: contractor.clone(),
+        })
+        .await
+        .expect("linked");
+    app.link_widely("24-900 BLD", 70_000).await;
+    let item = |customer: &str, permission: mandate::pb::Permission| CheckPermissionRequest {
+        customer_id: customer.to_owned(),
+        permission: permission as i32,
+        contractor_id: String::new(),
+        application_id: "24-900 BLD".into(),
+        at_least_revision: 0,
+    };
+    let stranger = app.customer("stranger").await.customer_id;
+    let items: Vec<CheckPermissionRequest> = (0..100)
+        .map(|n| match n % 3 {
+            0 => item(&associate, Pay),
+            1 => item(&associate, Inspections),
+            _ => item(&stranger, Pay),
+        })
+        .collect();
+    let results = app
+        .permissions
+        .check_permissions(CheckPermissionsRequest { items })
+        .await
+        .expect("the batch is decided")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 100);
+    for (n, result) in results.iter().enumerate() {
+        let Some(Outcome::Decision(decision)) = &result.outcome else {
+            panic!("item {n}: {result:?}");
+        };
+        let (allowed, reason) = match n % 3 {
+            0 => (true, CheckReason::GrantedDirectly),
+            1 => (false, CheckReason::PermissionNotHeld),
+            _ => (false, CheckReason::ApplicationNotLinked),
+        };
+        assert_decision(decision, allowed, reason);
+        if allowed {
+            assert_eq!(decision.contractor_id, contractor);
         }
     }
 }

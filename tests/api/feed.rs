@@ -434,7 +434,10 @@ async fn a_revoked_or_expired_key_ends_the_feeds_it_opened(backend: Backend) {
     for n in 0..6 {
         app.customer(&format!("after-revocation-{n}")).await;
     }
-    let ended = ending(&mut watched).await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), watched.message())
+        .await
+        .expect("the feed answers within 30 s")
+        .expect_err("none of the 6 later changes is delivered: the feed ends");
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
     assert!(ended.message().contains("inspections"), "{ended:?}");
     assert!(

@@ -9,13 +9,18 @@ use tokio::task::JoinSet;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{Backend, TestApp, as_customer, spawn_app, spawn_app_with, start_on};
+use mandate::pb::contractor_service_client::ContractorServiceClient;
+
+use crate::helpers::{
+    Backend, TestApp, as_customer, series, spawn_app, spawn_app_with, start_on, with_key,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
     a_thousand_wrong_pins_change_nothing,
     a_thousand_guesses_are_looked_at_ten_times_and_the_lockout_outlives_a_restart,
     lifting_a_lockout_with_nothing_counted_changes_nothing,
+    guessing_across_fresh_customers_is_held_to_the_client_systems_budget,
 );
 
 /// The revision counter and the number of audit events.
@@ -39,8 +44,12 @@ async fn written(app: &TestApp) -> (i64, i64) {
 /// that wanted it would wait, then answer UNAVAILABLE instead of NOT_FOUND. (SQLite has one
 /// write lock for the whole file, which the lockout's attempt counter needs too.)
 async fn a_thousand_wrong_pins_change_nothing(backend: Backend) {
-    // Every guess is looked at: no lockout gets in the way here.
-    let mut app = spawn_app_with(backend, |settings| settings.pin_attempts = 100_000).await;
+    // Every guess is looked at: no lockout or budget gets in the way here.
+    let mut app = spawn_app_with(backend, |settings| {
+        settings.pin_attempts = 100_000;
+        settings.client_pin_failures = 100_000;
+    })
+    .await;
     let (_manager, associate, _contractor, pin) = app.story().await;
     let before = written(&app).await;
     let writer = match backend {
@@ -320,4 +329,139 @@ async fn lifting_a_lockout_with_nothing_counted_changes_nothing(backend: Backend
         before,
         "nothing was committed"
     );
+}
+
+/// The attack of #17: one portal key registering a fresh customer every 5 guesses (under each
+/// customer's lockout) got 817 guesses a second evaluated, with no end. The client system's
+/// wrong-PIN budget (20 here) holds them: past it, PIN entries of fresh customers are refused
+/// unread, the right PIN included, with RetryInfo; a customer of long standing still enters its
+/// PIN, and another client system is not affected.
+async fn guessing_across_fresh_customers_is_held_to_the_client_systems_budget(backend: Backend) {
+    let mut app = spawn_app_with(backend, |settings| {
+        settings.client_pin_failures = 20;
+        settings.client_pin_window_secs = 3600;
+    })
+    .await;
+    let (_, _, _, pin) = app.story().await;
+    let mut evaluated = 0;
+    let mut refusal = None;
+    'guessing: for round in 0..20 {
+        let guesser = app.customer(&format!("guesser-{round}")).await.customer_id;
+        for attempt in 0..5 {
+            let wrong = guess(1000 + round * 5 + attempt);
+            match app
+                .contractors
+                .associate_by_pin(as_customer(&guesser, AssociateByPinRequest { pin: wrong }))
+                .await
+            {
+                Err(status) if status.code() == Code::NotFound => evaluated += 1,
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    refusal = Some((guesser, status));
+                    break 'guessing;
+                }
+                other => panic!("a guess answered {other:?}"),
+            }
+        }
+    }
+    let (fresh, refusal) = refusal.expect("the budget stops the guessing");
+    // The budget refills at 20 an hour: a test this short sees none of it.
+    assert_eq!(evaluated, 20, "guesses looked at");
+    let retry = refusal
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(180),
+        "{retry:?}"
+    );
+    assert!(refusal.message().contains("bootstrap"), "{refusal:?}");
+    let right = |customer: &str| as_customer(customer, AssociateByPinRequest { pin: pin.clone() });
+    assert_eq!(
+        app.contractors
+            .associate_by_pin(right(&fresh))
+            .await
+            .expect_err("a fresh customer's entry is refused unread")
+            .code(),
+        Code::ResourceExhausted
+    );
+
+    // A customer registered two days ago goes on under its own lockout.
+    let regular = app.customer("regular").await.customer_id;
+    let db = app.store.connection();
+    let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "UPDATE customers SET create_time = $1 WHERE customer_id = $2"
+            }
+            _ => "UPDATE customers SET create_time = ?1 WHERE customer_id = ?2",
+        },
+        [two_days_ago.into(), regular.clone().into()],
+    ))
+    .await
+    .expect("age the customer");
+    app.contractors
+        .associate_by_pin(right(&regular))
+        .await
+        .expect("a customer of standing enters its PIN");
+
+    // Another client system's customers are not held by the portal's budget.
+    let scopes: mandate_domain::client::Scopes = [mandate_domain::client::Scope::Portal]
+        .into_iter()
+        .collect();
+    let kiosk = mandate::keys::create(&app.store, "kiosk", scopes, None)
+        .await
+        .expect("a key");
+    app.keys.reload(&app.store).await.expect("reload");
+    let walk_in = app.customer("walk-in").await.customer_id;
+    ContractorServiceClient::new(with_key(app.channel.clone(), &kiosk.secret))
+        .associate_by_pin(right(&walk_in))
+        .await
+        .expect("another client system is not throttled");
+    let (_, text) = app.http_get("/metrics").await;
+    assert!(
+        series(
+            &text,
+            "mandate_pin_entries_refused_total{cause=\"client_throttled\"}"
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+}
+
+/// The budget is one for every replica: spent through one, it refuses through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_systems_pin_budget_is_shared_by_the_replicas_on_postgres() {
+    let database = crate::helpers::TestDatabase::new(Backend::Postgres).await;
+    let (mut first, second) = crate::helpers::start_replicas_with(database, |settings| {
+        settings.client_pin_failures = 5;
+        settings.client_pin_window_secs = 3600;
+    })
+    .await;
+    let (_, _, _, pin) = first.story().await;
+    let guesser = first.customer("guesser").await.customer_id;
+    for n in 0..5 {
+        let status = first
+            .contractors
+            .associate_by_pin(as_customer(
+                &guesser,
+                AssociateByPinRequest {
+                    pin: guess(2000 + n),
+                },
+            ))
+            .await
+            .expect_err("a wrong PIN");
+        assert_eq!(status.code(), Code::NotFound);
+    }
+    let other = first.customer("other").await.customer_id;
+    let mut through_second = second.contractors.clone();
+    let status = through_second
+        .associate_by_pin(as_customer(
+            &other,
+            AssociateByPinRequest { pin: pin.clone() },
+        ))
+        .await
+        .expect_err("the budget spent through the first replica holds on the second");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 }

@@ -148,6 +148,9 @@ impl TestDatabase {
             pin_lockout_secs: 900,
             pin_failure_alert: 100,
             pin_failure_window_secs: 60,
+            client_pin_failures: 300,
+            client_pin_window_secs: 600,
+            client_pin_standing_hours: 24,
             managerless_policy: Policy::Manager,
             database_wait_ms: 5000,
             database_pool_size: 16,
@@ -266,8 +269,17 @@ pub async fn start_with_tls(
 /// Starts two servers over one fresh database at the same moment, as two replicas would;
 /// the first owns the database.
 pub async fn start_replicas(database: TestDatabase) -> (TestApp, TestApp) {
+    start_replicas_with(database, |_| {}).await
+}
+
+/// Two replicas over `database`, with settings changed by `adjust`.
+pub async fn start_replicas_with(
+    database: TestDatabase,
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, TestApp) {
     init_test_log();
-    let settings = database.settings();
+    let mut settings = database.settings();
+    adjust(&mut settings);
     let (first, second) =
         tokio::join!(Application::build(&settings), Application::build(&settings));
     let key = database.key();
@@ -447,6 +459,57 @@ impl TestApp {
             .await
             .expect("the revision lock");
         writer
+    }
+
+    /// Links `application_id` to `count` accounts written straight into the database (one
+    /// statement each; none has a member), beside whatever links it has: a permit as widely
+    /// linked as no API caller would take the time to make.
+    pub async fn link_widely(&self, application_id: &str, count: u32) {
+        let db = self.store.connection();
+        let backend = db.get_database_backend();
+        let (now, empty) = match backend {
+            sea_orm::DbBackend::Postgres => ("now()", "decode('', 'hex')"),
+            _ => ("strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')", "x''"),
+        };
+        let numbers = format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})"
+        );
+        let accounts = format!(
+            "{numbers} INSERT INTO contractors (contractor_id, business_name, contact_name, \
+             contact_phone, contact_email, street, city, province, postal_code, country, \
+             pin_hash, pin_ciphertext, create_time, update_time) \
+             SELECT 'wide-' || i, 'Wide ' || i, 'Contact', '+1 613-555-0100', 'w@example.ca', \
+             '1 Main St', 'Ottawa', 'ON', 'K1P 1J1', 'CA', 'wide-pin-' || i, {empty}, {now}, \
+             {now} FROM n"
+        );
+        let links = format!(
+            "{numbers} INSERT INTO application_links (application_id, contractor_id, link_time) \
+             SELECT '{application_id}', 'wide-' || i, {now} FROM n"
+        );
+        for sql in [accounts, links] {
+            db.execute_raw(Statement::from_string(backend, sql))
+                .await
+                .expect("the wide links");
+        }
+    }
+
+    /// Links `count` applications (`24-W<n> BLD`) to the account `contractor_id`, written straight
+    /// into the database in one statement: an account as widely linked as a large builder's.
+    pub async fn link_many(&self, contractor_id: &str, count: u32) {
+        let db = self.store.connection();
+        let backend = db.get_database_backend();
+        let now = match backend {
+            sea_orm::DbBackend::Postgres => "now()",
+            _ => "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')",
+        };
+        let sql = format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+             INSERT INTO application_links (application_id, contractor_id, link_time) \
+             SELECT '24-W' || i || ' BLD', '{contractor_id}', {now} FROM n"
+        );
+        db.execute_raw(Statement::from_string(backend, sql))
+            .await
+            .expect("the links");
     }
 
     /// Associates `customer_id` with the account whose PIN is `pin`.

@@ -25,7 +25,8 @@ on_both_backends!(
     calls_without_a_live_key_are_unauthenticated_and_health_needs_none,
     the_audit_trail_names_the_client_behind_each_change,
     only_portal_keys_may_act_for_a_customer,
-    contact_details_go_only_to_those_entitled
+    contact_details_go_only_to_those_entitled,
+    a_portal_call_lists_only_the_applications_of_the_customer_it_acts_for,
 );
 
 /// A key for the client `name` with `scopes`, live on `app` at once.
@@ -597,4 +598,62 @@ async fn contact_details_go_only_to_those_entitled(backend: Backend) {
         );
         assert_eq!(seen.business_name, "Rideau Builders Inc.");
     }
+}
+
+/// #17: a portal call acting for Eve (`x-customer-id`) listed Ben's accessible applications. It
+/// may list Eve's alone; a portal key that names no customer lists none; a check system still
+/// asks for anyone.
+async fn a_portal_call_lists_only_the_applications_of_the_customer_it_acts_for(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (manager, ben, contractor, _) = app.story().await;
+    app.set_permissions(
+        &manager,
+        &contractor,
+        &ben,
+        &[mandate::pb::Permission::Apply],
+    )
+    .await
+    .expect("Ben may apply");
+    let eve = app.customer("eve").await.customer_id;
+    app.permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-777 BLD".into(),
+            contractor_id: contractor.clone(),
+        })
+        .await
+        .expect("linked");
+    let portal = key_for(&app, "portal", &[Scope::Portal], None).await;
+    let check = key_for(&app, "inspections", &[Scope::Check], None).await;
+    let ask = |key: &str, acting: Option<&str>, customer: &str| {
+        let channel = with_key(app.channel.clone(), key);
+        let request = request(
+            acting,
+            ListAccessibleApplicationsRequest {
+                customer_id: customer.to_owned(),
+                permission: mandate::pb::Permission::Apply as i32,
+                page_size: 10,
+                page_token: String::new(),
+            },
+        );
+        async move {
+            PermissionServiceClient::new(channel)
+                .list_accessible_applications(request)
+                .await
+                .map(|r| r.into_inner().applications.len())
+        }
+    };
+    let refused = ask(&portal, Some(&eve), &ben)
+        .await
+        .expect_err("Eve's session asks for Ben's applications");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(ask(&portal, Some(&eve), &eve).await.expect("her own"), 0);
+    let unnamed = ask(&portal, None, &ben)
+        .await
+        .expect_err("a portal call acts for a customer");
+    assert_eq!(unnamed.code(), Code::Unauthenticated, "{unnamed:?}");
+    assert_eq!(
+        ask(&check, None, &ben).await.expect("a check system asks"),
+        1
+    );
+    assert_eq!(ask(&portal, Some(&ben), &ben).await.expect("his own"), 1);
 }

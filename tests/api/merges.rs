@@ -26,6 +26,7 @@ on_both_backends!(
     a_rotation_or_staff_retire_every_alias_pin_and_a_refused_reissue_none,
     links_through_a_merged_away_account_act_on_its_survivor,
     every_other_rpc_naming_a_merged_away_account_is_refused_naming_its_survivor,
+    an_account_with_a_hundred_thousand_permits_merges_within_the_database_wait,
 );
 
 /// A customer's permissions on `contractor`, as its Manager `manager` lists them.
@@ -763,4 +764,56 @@ async fn every_other_rpc_naming_a_merged_away_account_is_refused_naming_its_surv
             .await
             .contains_key(&associate)
     );
+}
+
+/// #17: a merge of an account with 100 000 application links answered UNAVAILABLE after the
+/// database wait every time (one INSERT per link). Moved in set-based statements, they all reach
+/// the survivor, a permit both held stays linked once, and checks through it are allowed.
+async fn an_account_with_a_hundred_thousand_permits_merges_within_the_database_wait(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let manager = app.customer("manager").await.customer_id;
+    let (survivor, _) = account(&mut app, &manager).await;
+    let (absorbed, _) = account(&mut app, &manager).await;
+    app.link_many(&absorbed, 100_000).await;
+    app.permissions
+        .link_application(LinkApplicationRequest {
+            application_id: "24-W7 BLD".into(),
+            contractor_id: survivor.clone(),
+        })
+        .await
+        .expect("a permit both hold");
+    app.contractors
+        .merge_contractors(merge(&survivor, &[&absorbed]))
+        .await
+        .expect("the merge");
+    let db = app.store.connection();
+    let count = |sql: &str| {
+        let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+        async move {
+            use sea_orm::ConnectionTrait;
+            let row = db.query_one_raw(statement).await.unwrap().unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    assert_eq!(
+        count(&format!(
+            "SELECT COUNT(*) FROM application_links WHERE contractor_id = '{survivor}'"
+        ))
+        .await,
+        100_000
+    );
+    assert_eq!(
+        count(&format!(
+            "SELECT COUNT(*) FROM application_links WHERE contractor_id = '{absorbed}'"
+        ))
+        .await,
+        0
+    );
+    for permit in ["24-W1 BLD", "24-W7 BLD", "24-W100000 BLD"] {
+        let decision = app.check(&manager, Pay, "", permit).await.expect("a check");
+        assert_decision(&decision, true, CheckReason::GrantedThroughManage);
+        assert_eq!(decision.contractor_id, survivor);
+    }
 }

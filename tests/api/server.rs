@@ -275,3 +275,49 @@ async fn a_malformed_pin_secret_is_refused_without_being_echoed() {
         );
     }
 }
+
+/// #17: the SQLite database holds every name, email and address: it is created readable by its
+/// owner alone (it was 0644), and so are its write-ahead log and shared-memory files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_database_is_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.customer("private").await;
+    let file = std::path::PathBuf::from(&app.database().name);
+    for path in [
+        file.clone(),
+        file.with_extension("db-wal"),
+        file.with_extension("db-shm"),
+    ] {
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+}
+
+/// #17: a SQLite database whose secret file went missing is refused before anything is written:
+/// no fresh secret beside it (a later start would find that one and refuse on it), and the
+/// original secret, put back, still opens every PIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_secret_file_is_missing_is_refused_and_no_new_secret_is_written() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.story().await;
+    let database = app.stop().await;
+    let secret = std::path::PathBuf::from(format!("{}.secret", database.name));
+    let kept = std::fs::read(&secret).expect("the secret file");
+    std::fs::remove_file(&secret).expect("lose the secret file");
+    match mandate::startup::Application::build(&database.settings()).await {
+        Ok(_) => panic!("a server started without the database's secret"),
+        Err(err) => {
+            let message = err.to_string();
+            assert!(message.contains("is missing"), "{message}");
+            assert!(message.contains(&secret.display().to_string()), "{message}");
+        }
+    }
+    assert!(!secret.exists(), "no new secret was written");
+    std::fs::write(&secret, kept).expect("restore the secret");
+    let mut app = crate::helpers::start_on(database).await;
+    app.customer("after-restore").await;
+}

@@ -33,6 +33,7 @@ on_both_backends!(
     tls_serves_only_clients_that_trust_its_certificate,
     a_registered_client_certificate_stands_for_its_client_system,
     with_optional_client_certificates_api_keys_still_work,
+    a_revoked_client_certificate_ends_the_feeds_it_opened,
 );
 
 /// A server with TLS on, its authority, and (for mutual TLS) the authority of client
@@ -470,4 +471,51 @@ async fn sslmode_require_encrypts_every_connection_to_postgres() {
     db.close().await.expect("close");
     assert!(encrypted > 0, "the server's connections are encrypted");
     assert_eq!(plain, 0, "no connection of the server is in plain text");
+}
+
+/// #17: a client certificate revoked while a `WatchChanges` feed it opened is open: the feed
+/// ends with UNAUTHENTICATED at the next reload, as a new call on that connection is refused.
+async fn a_revoked_client_certificate_ends_the_feeds_it_opened(backend: Backend) {
+    let mut secured = secured(backend, Some(ClientAuth::Required)).await;
+    let certificate = secured.client_ca.client("inspections");
+    let registration_id = secured
+        .register("inspections", &[Scope::Check], &certificate)
+        .await;
+    let after = secured.app.revision_counter().await;
+    let mut feed = PermissionServiceClient::new(secured.connect_as(Some(&certificate)))
+        .watch_changes(mandate::pb::WatchChangesRequest {
+            after_revision: after,
+        })
+        .await
+        .expect("a feed opened with the certificate")
+        .into_inner();
+    let next = async |feed: &mut tonic::Streaming<mandate::pb::WatchChangesResponse>| {
+        tokio::time::timeout(std::time::Duration::from_secs(30), feed.message())
+            .await
+            .expect("the feed answers within 30 s")
+    };
+    let heard = secured.app.customer("heard").await;
+    let change = next(&mut feed)
+        .await
+        .expect("a healthy feed")
+        .and_then(|message| message.change)
+        .expect("a change");
+    assert_eq!(change.customer_id, heard.customer_id);
+    secured
+        .app
+        .store
+        .revoke_key(&registration_id)
+        .await
+        .expect("revoke the certificate");
+    secured
+        .app
+        .keys
+        .reload(&secured.app.store)
+        .await
+        .expect("reload");
+    secured.app.customer("not-heard").await;
+    let ended = next(&mut feed)
+        .await
+        .expect_err("the feed ends instead of delivering the next change");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }

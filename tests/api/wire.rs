@@ -262,12 +262,14 @@ impl Snapshot {
             match backend {
                 DbBackend::Postgres => {
                     "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() \
-                     AND tablename NOT IN ('pin_attempts', 'denied_checks') ORDER BY 1"
+                     AND tablename NOT IN ('pin_attempts', 'client_pin_tokens', 'denied_checks') \
+                     ORDER BY 1"
                         .to_owned()
                 }
                 _ => "SELECT name FROM sqlite_master WHERE type = 'table' \
                       AND name NOT LIKE 'sqlite_%' \
-                      AND name NOT IN ('pin_attempts', 'denied_checks') ORDER BY 1"
+                      AND name NOT IN ('pin_attempts', 'client_pin_tokens', 'denied_checks') \
+                      ORDER BY 1"
                     .to_owned(),
             },
         )

@@ -9,7 +9,7 @@ use mandate_domain::decision::{self, Reason};
 use mandate_domain::membership::Grant;
 use mandate_domain::paging::is_identifier;
 use mandate_domain::permission::{Permission, PermissionSet};
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -231,54 +231,26 @@ impl Store {
                 contractor_id,
                 application_id: Some(application_id),
             } => {
-                let mut links = link::Entity::find()
-                    .filter(link::Column::ApplicationId.eq(application_id))
-                    .order_by_asc(link::Column::ContractorId);
-                if let Some(contractor_id) = contractor_id {
-                    links = links.filter(link::Column::ContractorId.eq(contractor_id));
-                }
-                let linked: Vec<String> = links
-                    .select_only()
-                    .column(link::Column::ContractorId)
-                    .into_tuple()
-                    .all(&self.db)
-                    .await?;
-                let mut grants: HashMap<String, Grant> = member::Entity::find()
-                    .filter(member::Column::CustomerId.eq(customer_id))
-                    .filter(member::Column::ContractorId.is_in(linked.iter().map(String::as_str)))
-                    .all(&self.db)
-                    .await?
-                    .into_iter()
-                    .map(|m| {
-                        (
-                            m.contractor_id,
-                            Grant {
-                                permissions: stored_permissions(m.permissions),
-                                expire_time: m.expire_time,
-                            },
-                        )
-                    })
-                    .collect();
-                let linked: Vec<(String, Option<Grant>)> = linked
-                    .into_iter()
-                    .map(|c| {
-                        let grant = grants.remove(&c);
-                        (c, grant)
-                    })
-                    .collect();
-                match (contractor_id, linked.is_empty()) {
-                    // Through one named account that the application is linked to: that
+                match contractor_id {
+                    // Through one named account: when the application is linked to it, that
                     // account's grant decides, as for a check on the account alone.
-                    (Some(contractor_id), false) => (
-                        decision::decide(permission, probe.grant.as_ref(), now),
-                        Some(contractor_id.to_owned()),
-                    ),
-                    (Some(_), true) => {
-                        let (reason, contractor) =
-                            decision::decide_for_application(permission, &linked, now);
-                        (reason, contractor.cloned())
+                    Some(contractor_id) => {
+                        let link = (application_id.to_owned(), contractor_id.to_owned());
+                        if link::Entity::find_by_id(link)
+                            .one(&self.db)
+                            .await?
+                            .is_some()
+                        {
+                            (
+                                decision::decide(permission, probe.grant.as_ref(), now),
+                                Some(contractor_id.to_owned()),
+                            )
+                        } else {
+                            (Reason::ApplicationNotLinked, None)
+                        }
                     }
-                    (None, _) => {
+                    None => {
+                        let linked = linked_grants(&self.db, application_id, customer_id).await?;
                         let (reason, contractor) =
                             decision::decide_for_application(permission, &linked, now);
                         if !reason.allows() && owns(&self.db, customer_id, application_id).await? {
@@ -592,6 +564,48 @@ struct Probe {
     grant: Option<Grant>,
     /// The survivor the account was merged into, if it was.
     merged_into: Option<String>,
+}
+
+/// The accounts `application_id` is linked to where `customer_id` is associated, with its grant
+/// there, in account order: what `decide_for_application` weighs (an account where the customer
+/// is not associated can only deny). One statement, however many accounts the application is
+/// linked to: no list of them is sent back to the database.
+async fn linked_grants(
+    db: &impl ConnectionTrait,
+    application_id: &str,
+    customer_id: &str,
+) -> Result<Vec<(String, Option<Grant>)>> {
+    // From the customer's memberships (a handful) to their links, not from the application's
+    // links (any number) to memberships.
+    let query = Query::select()
+        .column((member::Entity, member::Column::ContractorId))
+        .column((member::Entity, member::Column::Permissions))
+        .column((member::Entity, member::Column::ExpireTime))
+        .from(member::Entity)
+        .inner_join(
+            link::Entity,
+            Expr::col((link::Entity, link::Column::ContractorId))
+                .equals((member::Entity, member::Column::ContractorId))
+                .and(Expr::col((link::Entity, link::Column::ApplicationId)).eq(application_id)),
+        )
+        .and_where(Expr::col((member::Entity, member::Column::CustomerId)).eq(customer_id))
+        .order_by((member::Entity, member::Column::ContractorId), Order::Asc)
+        .to_owned();
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&query))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let contractor_id: String = row.try_get_by_index(0)?;
+            let permissions: i16 = row.try_get_by_index(1)?;
+            let expire_time: Option<DateTime<Utc>> = row.try_get_by_index(2)?;
+            let grant = Grant {
+                permissions: stored_permissions(permissions),
+                expire_time,
+            };
+            Ok((contractor_id, Some(grant)))
+        })
+        .collect()
 }
 
 /// Reads a check's `Probe` in one statement. `{1}` stands for the customer and `{2}` for the

@@ -71,6 +71,25 @@ enum Turn {
     Alone,
 }
 
+/// Creates the SQLite file `url` asks to be created (`mode=rwc`), empty, readable and writable
+/// by its owner alone, before the driver would create it as the umask says (0644 commonly): it
+/// holds every name, email and address. SQLite gives its write-ahead log and shared-memory
+/// files the database file's mode. A file that exists is left as it is, and a failure here is
+/// left for the driver to report.
+fn create_private(url: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !url.contains("mode=rwc") {
+        return;
+    }
+    if let Some(path) = sqlite_file(url) {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+}
+
 /// Locks `<db>.migrate-lock`, waiting for another process that holds it.
 async fn lock_beside(db: PathBuf) -> Result<std::fs::File> {
     let mut name = db.into_os_string();
@@ -344,6 +363,7 @@ impl Store {
             hygiene::postgres_session(pg, database_wait)
         });
         options.map_sqlx_postgres_pool_opts(hygiene::postgres_pool);
+        create_private(url);
         let db = connect_patiently(options, database_wait).await?;
         // The file exists once a connection has opened it.
         let file = sqlite_file(url).map(|path| {
@@ -556,6 +576,20 @@ impl Store {
         self.changes
             .committed(revision, kind, contractor_id, absorbed);
         self.check_file()
+    }
+
+    /// Whether a PIN secret's fingerprint is recorded: the database was set up with a secret.
+    pub async fn has_key_fingerprint(&self) -> Result<bool> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT COUNT(*) FROM key_check",
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("a count returned no row".into()))?;
+        let count: i64 = row.try_get_by_index(0)?;
+        Ok(count > 0)
     }
 
     /// Whether `fingerprint` is the fingerprint of the PIN secret this database was set up with.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mandate_domain::Error as Rule;
-use mandate_domain::lockout::PinLockout;
+use mandate_domain::lockout::{ClientPinBudget, PinLockout, TOKEN};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 
 use crate::entity::customer;
@@ -92,6 +92,106 @@ impl Store {
                 backend,
                 sql,
                 [customer_id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a token of `client`'s bucket of wrong PINs before a PIN entered through it is
+    /// looked at: refused (`Throttled`, with when a token will have refilled) when the bucket
+    /// holds less than one, unless `standing` (the customer has been registered long enough):
+    /// such an entry takes its token all the same, and the bucket may owe up to a full window's
+    /// worth. One statement on the client's own row, so that entries racing through many
+    /// replicas all count.
+    pub async fn take_client_pin_token(
+        &self,
+        client: &str,
+        budget: ClientPinBudget,
+        standing: bool,
+    ) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let backend = self.db.get_database_backend();
+        // What the bucket holds now: what it held, refilled for the time since, at most full.
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "INSERT INTO client_pin_tokens (client, tokens_milli, updated_ms, refused) \
+                 VALUES ($1, $2 - 1000, $3, false) \
+                 ON CONFLICT (client) DO UPDATE SET \
+                   tokens_milli = CASE \
+                     WHEN LEAST($2, client_pin_tokens.tokens_milli \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
+                          >= 1000 OR $5 \
+                     THEN GREATEST(-$2, LEAST($2, client_pin_tokens.tokens_milli \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
+                          - 1000) \
+                     ELSE LEAST($2, client_pin_tokens.tokens_milli \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
+                     END, \
+                   refused = NOT (LEAST($2, client_pin_tokens.tokens_milli \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
+                          >= 1000 OR $5), \
+                   updated_ms = GREATEST(client_pin_tokens.updated_ms, $3) \
+                 RETURNING refused, tokens_milli"
+            }
+            _ => {
+                "INSERT INTO client_pin_tokens (client, tokens_milli, updated_ms, refused) \
+                 VALUES (?1, ?2 - 1000, ?3, 0) \
+                 ON CONFLICT (client) DO UPDATE SET \
+                   tokens_milli = CASE \
+                     WHEN MIN(?2, tokens_milli + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) \
+                          >= 1000 OR ?5 \
+                     THEN MAX(-?2, MIN(?2, tokens_milli \
+                          + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) - 1000) \
+                     ELSE MIN(?2, tokens_milli + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) END, \
+                   refused = NOT (MIN(?2, tokens_milli \
+                          + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) >= 1000 OR ?5), \
+                   updated_ms = MAX(updated_ms, ?3) \
+                 RETURNING refused, tokens_milli"
+            }
+        };
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    client.into(),
+                    budget.capacity().into(),
+                    now.into(),
+                    budget.window_ms().into(),
+                    standing.into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| Error::Corrupt("an upsert returned no row".into()))?;
+        let refused: bool = row.try_get_by_index(0)?;
+        let left: i64 = row.try_get_by_index(1)?;
+        budget.decide(client, refused, left)?;
+        Ok(())
+    }
+
+    /// Gives back the token a correct PIN took from `client`'s bucket.
+    pub async fn refund_client_pin_token(
+        &self,
+        client: &str,
+        budget: ClientPinBudget,
+    ) -> Result<()> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE client_pin_tokens SET tokens_milli = LEAST($2, tokens_milli + $3) \
+                 WHERE client = $1"
+            }
+            _ => {
+                "UPDATE client_pin_tokens SET tokens_milli = MIN(?2, tokens_milli + ?3) \
+                 WHERE client = ?1"
+            }
+        };
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [client.into(), budget.capacity().into(), TOKEN.into()],
             ))
             .await?;
         Ok(())

@@ -14,6 +14,7 @@ mod m20261201_000004_legacy;
 mod m20261202_000001_change_notifications;
 mod m20261202_000002_denied_checks;
 mod m20261203_000001_denied_check_folds;
+mod m20261203_000002_client_pin_tokens;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_change_notifications::Migration),
             Box::new(m20261202_000002_denied_checks::Migration),
             Box::new(m20261203_000001_denied_check_folds::Migration),
+            Box::new(m20261203_000002_client_pin_tokens::Migration),
         ]
     }
 }
