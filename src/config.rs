@@ -121,7 +121,7 @@ pub struct Settings {
     /// RESOURCE_EXHAUSTED (with RetryInfo) until the budget refills: guessing spread over fresh
     /// customers is held to this rate.
     #[arg(long, global = true, env = "MANDATE_CLIENT_PIN_FAILURES", default_value_t = 300,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub client_pin_failures: u32,
 
     /// The window, in seconds, over which a client system's wrong-PIN budget refills.

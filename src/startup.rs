@@ -43,7 +43,7 @@ pub enum StartupError {
     #[error(
         "the PIN secret file {file} is missing, but this database was set up with a PIN secret: \
          every stored PIN would be unreadable with a new one. Restore {file} from the backup \
-         taken with the database (nothing was written)"
+         taken with the database (no new secret was written)"
     )]
     SecretMissing { file: String },
     #[error(
@@ -579,10 +579,13 @@ async fn load_secret_for(
     settings: &Settings,
     store: &Store,
 ) -> Result<crate::config::Secret, StartupError> {
+    // The database is asked first and the file looked for after: a replica starting at the
+    // same moment writes the file before it records the fingerprint.
     if settings.pin_secret.is_none()
         && let Some(file) = settings.pin_secret_path()
         && !file.exists()
         && store.has_key_fingerprint().await?
+        && !file.exists()
     {
         return Err(StartupError::SecretMissing {
             file: file.display().to_string(),

@@ -11,8 +11,8 @@ use mandate_store::{
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -415,10 +415,21 @@ impl PermissionService for PermissionApi {
         };
         let (sender, receiver) = mpsc::channel(FEED_BATCH as usize);
         // The feed's lines carry the call's request id and client, as the call's own do.
+        let (keys, held_by) = (self.0.keys.clone(), caller.clone());
         tokio::spawn(
             feed(self.0.clone(), caller, after, sender, slot).instrument(tracing::Span::current()),
         );
-        let stream: ChangeStream = Box::pin(ReceiverStream::new(receiver));
+        // Changes already queued for the consumer are not handed over once the credential no
+        // longer holds: the first becomes the feed's end.
+        let stream: ChangeStream =
+            Box::pin(ReceiverStream::new(receiver).map(move |item| match item {
+                Ok(_) if !keys.holds(&held_by) => Err(Status::unauthenticated(format!(
+                    "the credential of client `{}` was revoked or expired; reconnect with a \
+                     valid one",
+                    held_by.name
+                ))),
+                other => other,
+            }));
         Ok(Response::new(stream))
     }
 
@@ -500,6 +511,9 @@ async fn feed(
             };
             let caught_up = (batch.len() as u64) < FEED_BATCH;
             for change in batch {
+                if !state.keys.holds(&caller) {
+                    return end_unauthenticated(&sender, &caller, last).await;
+                }
                 last = change.revision;
                 if send(change).await.is_err() {
                     return;

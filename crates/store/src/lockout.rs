@@ -110,43 +110,49 @@ impl Store {
         standing: bool,
     ) -> Result<()> {
         let now = chrono::Utc::now().timestamp_millis();
+        let window_ms = budget.window_ms();
+        // The bucket is kept in thousandths of a token times the window in milliseconds: a
+        // millisecond refills `capacity` units exactly, with no remainder lost however often
+        // the bucket is counted.
+        let full = budget.capacity().saturating_mul(window_ms);
+        let token = TOKEN.saturating_mul(window_ms);
         let backend = self.db.get_database_backend();
-        // What the bucket holds now: what it held, refilled for the time since, at most full.
+        // What the bucket holds now (`held`): what it held, refilled for the time since, at
+        // most full. A token is taken when it holds one, or for a customer of standing, who
+        // may run the bucket into debt (down to a full bucket's worth).
         let sql = match backend {
             DbBackend::Postgres => {
-                "INSERT INTO client_pin_tokens (client, tokens_milli, updated_ms, refused) \
-                 VALUES ($1, $2 - 1000, $3, false) \
+                "INSERT INTO client_pin_tokens (client, credit, updated_ms, refused) \
+                 VALUES ($1, $2 - $6, $3, false) \
                  ON CONFLICT (client) DO UPDATE SET \
-                   tokens_milli = CASE \
-                     WHEN LEAST($2, client_pin_tokens.tokens_milli \
-                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
-                          >= 1000 OR $5 \
-                     THEN GREATEST(-$2, LEAST($2, client_pin_tokens.tokens_milli \
-                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
-                          - 1000) \
-                     ELSE LEAST($2, client_pin_tokens.tokens_milli \
-                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
+                   credit = CASE \
+                     WHEN LEAST($2, client_pin_tokens.credit \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $7) \
+                          >= $6 OR $5 \
+                     THEN GREATEST(-$2, LEAST($2, client_pin_tokens.credit \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $7) \
+                          - $6) \
+                     ELSE LEAST($2, client_pin_tokens.credit \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $7) \
                      END, \
-                   refused = NOT (LEAST($2, client_pin_tokens.tokens_milli \
-                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $2 / $4) \
-                          >= 1000 OR $5), \
+                   refused = NOT (LEAST($2, client_pin_tokens.credit \
+                          + LEAST(GREATEST($3 - client_pin_tokens.updated_ms, 0), $4) * $7) \
+                          >= $6 OR $5), \
                    updated_ms = GREATEST(client_pin_tokens.updated_ms, $3) \
-                 RETURNING refused, tokens_milli"
+                 RETURNING refused, credit"
             }
             _ => {
-                "INSERT INTO client_pin_tokens (client, tokens_milli, updated_ms, refused) \
-                 VALUES (?1, ?2 - 1000, ?3, 0) \
+                "INSERT INTO client_pin_tokens (client, credit, updated_ms, refused) \
+                 VALUES (?1, ?2 - ?6, ?3, 0) \
                  ON CONFLICT (client) DO UPDATE SET \
-                   tokens_milli = CASE \
-                     WHEN MIN(?2, tokens_milli + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) \
-                          >= 1000 OR ?5 \
-                     THEN MAX(-?2, MIN(?2, tokens_milli \
-                          + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) - 1000) \
-                     ELSE MIN(?2, tokens_milli + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) END, \
-                   refused = NOT (MIN(?2, tokens_milli \
-                          + MIN(MAX(?3 - updated_ms, 0), ?4) * ?2 / ?4) >= 1000 OR ?5), \
+                   credit = CASE \
+                     WHEN MIN(?2, credit + MIN(MAX(?3 - updated_ms, 0), ?4) * ?7) >= ?6 OR ?5 \
+                     THEN MAX(-?2, MIN(?2, credit + MIN(MAX(?3 - updated_ms, 0), ?4) * ?7) - ?6) \
+                     ELSE MIN(?2, credit + MIN(MAX(?3 - updated_ms, 0), ?4) * ?7) END, \
+                   refused = NOT (MIN(?2, credit + MIN(MAX(?3 - updated_ms, 0), ?4) * ?7) >= ?6 \
+                     OR ?5), \
                    updated_ms = MAX(updated_ms, ?3) \
-                 RETURNING refused, tokens_milli"
+                 RETURNING refused, credit"
             }
         };
         let row = self
@@ -156,17 +162,19 @@ impl Store {
                 sql,
                 [
                     client.into(),
-                    budget.capacity().into(),
+                    full.into(),
                     now.into(),
-                    budget.window_ms().into(),
+                    window_ms.into(),
                     standing.into(),
+                    token.into(),
+                    budget.capacity().into(),
                 ],
             ))
             .await?
             .ok_or_else(|| Error::Corrupt("an upsert returned no row".into()))?;
         let refused: bool = row.try_get_by_index(0)?;
-        let left: i64 = row.try_get_by_index(1)?;
-        budget.decide(client, refused, left)?;
+        let credit: i64 = row.try_get_by_index(1)?;
+        budget.decide(client, refused, credit / window_ms)?;
         Ok(())
     }
 
@@ -179,19 +187,19 @@ impl Store {
         let backend = self.db.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => {
-                "UPDATE client_pin_tokens SET tokens_milli = LEAST($2, tokens_milli + $3) \
-                 WHERE client = $1"
+                "UPDATE client_pin_tokens SET credit = LEAST($2, credit + $3) WHERE client = $1"
             }
-            _ => {
-                "UPDATE client_pin_tokens SET tokens_milli = MIN(?2, tokens_milli + ?3) \
-                 WHERE client = ?1"
-            }
+            _ => "UPDATE client_pin_tokens SET credit = MIN(?2, credit + ?3) WHERE client = ?1",
         };
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [client.into(), budget.capacity().into(), TOKEN.into()],
+                [
+                    client.into(),
+                    budget.capacity().saturating_mul(budget.window_ms()).into(),
+                    TOKEN.saturating_mul(budget.window_ms()).into(),
+                ],
             ))
             .await?;
         Ok(())

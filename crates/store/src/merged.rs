@@ -19,6 +19,7 @@ use mandate_domain::Error as Rule;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
 };
 
 use crate::contractors::{find_contractor, lock_contractor};
@@ -67,14 +68,25 @@ pub(crate) async fn lock_account(
         (Some(survivor), Merged::Follow) => survivor,
     };
     for _ in 0..MERGE_DEPTH {
-        let account = lock_contractor(txn, &target).await?;
+        // Each lock in a savepoint of its own: a row that was merged away while this call
+        // waited for it is let go again (rolling back to the savepoint releases its lock)
+        // before its survivor is locked, so it is never held while waiting for the survivor.
+        let attempt = txn.begin().await?;
+        let account = lock_contractor(&attempt, &target).await?;
         // Merged while this call waited for it: the rule applies to what holds now.
-        match (&account.merged_into, merged) {
-            (None, _) => return Ok(account),
-            (Some(survivor), Merged::Refuse(what)) => {
-                return Err(refusal(contractor_id, survivor, what));
+        match (account.merged_into.clone(), merged) {
+            (None, _) => {
+                attempt.commit().await?;
+                return Ok(account);
             }
-            (Some(survivor), Merged::Follow) => target.clone_from(survivor),
+            (Some(survivor), Merged::Refuse(what)) => {
+                attempt.rollback().await?;
+                return Err(refusal(contractor_id, &survivor, what));
+            }
+            (Some(survivor), Merged::Follow) => {
+                attempt.rollback().await?;
+                target = survivor;
+            }
         }
     }
     Err(Error::Corrupt(format!(

@@ -8,11 +8,8 @@ use chrono::{DateTime, Utc};
 
 use mandate_domain::Error as Rule;
 use mandate_domain::membership::{self, Grant};
-use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::contractors::{lock_contractor, stored_permissions};
 use crate::entity::{application_link as link, contractor, membership as member};
@@ -45,23 +42,28 @@ impl Store {
         for account in &accounts {
             refuse_merged(&account.contractor_id, survivor_id, &account.merged_into)?;
         }
-        // Every account of the merge is locked at once, in id order, so that merges sharing an
-        // account take turns without deadlocking.
-        contractor::Entity::find()
-            .filter(
-                contractor::Column::ContractorId
-                    .is_in(absorbed.iter().map(String::as_str).chain([survivor_id])),
-            )
-            .order_by_asc(contractor::Column::ContractorId)
-            .lock(LockType::NoKeyUpdate)
-            .all(&txn)
-            .await?;
-        let survivor = lock_contractor(&txn, survivor_id).await?;
-        refuse_merged(survivor_id, survivor_id, &survivor.merged_into)?;
-        for absorbed_id in absorbed {
-            let account = lock_contractor(&txn, absorbed_id).await?;
-            refuse_merged(absorbed_id, survivor_id, &account.merged_into)?;
+        // Every account of the merge is locked in id order, so that merges sharing an account
+        // take turns without deadlocking, and each is looked at as soon as it is locked: one
+        // merged away while this merge waited for it is refused at once (the whole transaction
+        // rolls back), never held while waiting for the next.
+        let mut ids: Vec<&str> = absorbed
+            .iter()
+            .map(String::as_str)
+            .chain([survivor_id])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut survivor = None;
+        for id in ids {
+            let account = lock_contractor(&txn, id).await?;
+            refuse_merged(id, survivor_id, &account.merged_into)?;
+            if id == survivor_id {
+                survivor = Some(account);
+            }
         }
+        let survivor = survivor.ok_or_else(|| {
+            Error::Internal("the survivor was not among the accounts locked".into())
+        })?;
         let now = now();
 
         // Associates: each customer keeps the union of what it held on any of the accounts.
@@ -140,7 +142,7 @@ impl Store {
         }
 
         // Applications: the survivor's from now on; a permit linked to both stays linked once
-        // (since its earliest link). Two set-based statements, whatever the number of links: an
+        // (the survivor's link, or the earliest of the absorbed accounts'). Two set-based statements, whatever the number of links: an
         // account of 100 000 permits moves in one round trip each, not one per permit.
         let survivor_holds = Query::select()
             .column(link::Column::ApplicationId)

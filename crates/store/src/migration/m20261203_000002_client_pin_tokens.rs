@@ -13,9 +13,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table("client_pin_tokens")
                     .col(string_len("client", 100).primary_key())
-                    // Thousandths of a token, and when they were counted (milliseconds since the
-                    // Unix epoch): compared as numbers on both databases.
-                    .col(big_integer("tokens_milli"))
+                    // What the bucket held, in thousandths of a token times the window in
+                    // milliseconds (so that a refill is exact, however often it is counted),
+                    // and when (milliseconds since the Unix epoch).
+                    .col(big_integer("credit"))
                     .col(big_integer("updated_ms"))
                     // Whether the last entry found the bucket empty.
                     .col(boolean("refused"))
