@@ -144,15 +144,20 @@ impl State {
                     );
                 }
             })?;
-        let taken = self
+        let mut taken = Taken {
+            store: self.store.clone(),
+            budget: self.client_budget,
+            client: client.clone(),
+            customer: None,
+            settled: false,
+        };
+        if let Err(err) = self
             .store
             .take_pin_attempt(&acting.customer_id, self.lockout)
-            .await;
-        if taken.is_err() {
+            .await
+        {
             // Not looked at: the client system's token goes back.
-            self.refund_client_token(client).await;
-        }
-        taken.inspect_err(|err| {
+            taken.give_back().await;
             if matches!(err, StoreError::Domain(Rule::Throttled { .. })) {
                 self.pin_failures.locked_out(client);
                 self.metrics.pin_refused(PinRefusal::LockedOut);
@@ -162,10 +167,13 @@ impl State {
                     "PIN entry refused: the customer is locked out"
                 );
             }
-        })?;
+            return Err(err.into());
+        }
+        taken.customer = Some(acting.customer_id.clone());
         let entered = enter.await;
         match &entered {
             Err(StoreError::Domain(Rule::NotFound(_))) => {
+                taken.keep();
                 self.pin_failures.wrong(client);
                 self.metrics.pin_refused(PinRefusal::Wrong);
                 tracing::info!(
@@ -176,30 +184,72 @@ impl State {
             }
             // A correct PIN, or a failure that is not the customer's: the attempt and the token
             // are given back.
-            _ => {
-                if let Err(err) = self.store.refund_pin_attempt(&acting.customer_id).await {
-                    tracing::warn!(error = %err, "cannot give a PIN attempt back");
-                }
-                self.refund_client_token(client).await;
-            }
+            _ => taken.give_back().await,
         }
         Ok(entered?)
-    }
-
-    /// Gives a token back to `client`'s wrong-PIN budget.
-    async fn refund_client_token(&self, client: &str) {
-        if let Err(err) = self
-            .store
-            .refund_client_pin_token(client, self.client_budget)
-            .await
-        {
-            tracing::warn!(error = %err, "cannot give a client system's PIN token back");
-        }
     }
 
     /// A new random PIN for the account `contractor_id`, with its sealed form.
     fn new_pin(&self, contractor_id: &str) -> Result<(Pin, SealedPin), StoreError> {
         self.vault.account_pin(contractor_id)
+    }
+}
+
+/// What a PIN entry took before its PIN was looked at: a token of the client system's budget
+/// and, once taken, an attempt of the customer's. Given back unless the PIN was wrong, also when
+/// the call is dropped before the PIN was judged (a client's deadline, a client gone, the
+/// database wait): then from a task of its own, since a drop cannot wait.
+struct Taken {
+    store: Store,
+    budget: ClientPinBudget,
+    client: String,
+    customer: Option<String>,
+    settled: bool,
+}
+
+impl Taken {
+    /// The PIN was wrong: what was taken stays taken.
+    fn keep(mut self) {
+        self.settled = true;
+    }
+
+    /// The PIN was right, or not looked at: what was taken is given back.
+    async fn give_back(mut self) {
+        self.settled = true;
+        give_back(
+            &self.store,
+            self.budget,
+            &self.client,
+            self.customer.as_deref(),
+        )
+        .await;
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (store, budget) = (self.store.clone(), self.budget);
+        let (client, customer) = (std::mem::take(&mut self.client), self.customer.take());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                give_back(&store, budget, &client, customer.as_deref()).await;
+            });
+        }
+    }
+}
+
+/// Gives `customer`'s attempt (when one was taken) and a token of `client`'s budget back.
+async fn give_back(store: &Store, budget: ClientPinBudget, client: &str, customer: Option<&str>) {
+    if let Some(customer) = customer
+        && let Err(err) = store.refund_pin_attempt(customer).await
+    {
+        tracing::warn!(error = %err, "cannot give a PIN attempt back");
+    }
+    if let Err(err) = store.refund_client_pin_token(client, budget).await {
+        tracing::warn!(error = %err, "cannot give a client system's PIN token back");
     }
 }
 

@@ -465,3 +465,63 @@ async fn a_client_systems_pin_budget_is_shared_by_the_replicas_on_postgres() {
         .expect_err("the budget spent through the first replica holds on the second");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 }
+
+/// A PIN entry cut off before it is answered (here its client's deadline passes while the
+/// account's row is held) gives back the token it took from its client system's budget: with a
+/// budget of one, a fresh customer can enter the PIN afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_entry_cut_off_before_its_answer_gives_its_token_back_on_postgres() {
+    use sea_orm::{Database, TransactionTrait};
+    let mut app = spawn_app_with(Backend::Postgres, |settings| {
+        settings.client_pin_failures = 1;
+        settings.client_pin_window_secs = 3600;
+    })
+    .await;
+    let (_, _, contractor, pin) = app.story().await;
+    let fresh = app.customer("fresh").await.customer_id;
+    let db = Database::connect(&app.database().url)
+        .await
+        .expect("a connection of the test's own");
+    let blocker = db.begin().await.expect("a transaction");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT 1 FROM contractors WHERE contractor_id = '{contractor}' FOR UPDATE"
+        ))
+        .await
+        .expect("hold the account's row");
+    let mut request = as_customer(&fresh, AssociateByPinRequest { pin: pin.clone() });
+    request.set_timeout(Duration::from_millis(300));
+    app.contractors
+        .associate_by_pin(request)
+        .await
+        .expect_err("the entry waits past its deadline");
+    app.calls_cut_off("mandate.v1.ContractorService", "AssociateByPin", 1.0)
+        .await;
+    blocker.rollback().await.expect("let the row go");
+    let full: i64 = 1000 * 3_600_000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let credit: i64 = db
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT credit FROM client_pin_tokens WHERE client = 'bootstrap'",
+            ))
+            .await
+            .expect("the budget")
+            .expect("its row")
+            .try_get_by_index(0)
+            .expect("a credit");
+        if credit >= full {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token was not given back: {credit}"
+        );
+        tokio::task::yield_now().await;
+    }
+    app.contractors
+        .associate_by_pin(as_customer(&fresh, AssociateByPinRequest { pin }))
+        .await
+        .expect("the budget holds its token again");
+}
