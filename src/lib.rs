@@ -3,7 +3,7 @@
 //! `mandate-domain` and the data in `mandate-store`.
 
 mod alerts;
-mod auth;
+pub mod auth;
 mod codec;
 pub mod config;
 pub mod config_report;
