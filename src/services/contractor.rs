@@ -79,14 +79,14 @@ impl ContractorService for ContractorApi {
                 let store = &self.0.store;
                 let mut contractor = convert::contractor(store.contractor(contractor_id).await?);
                 let alias_pins = count(store.alias_pin_count(contractor_id).await?);
-                let entitled = auth::is_staff(&request)
-                    || match auth::claimed_customer(&request) {
-                        Some(customer_id) => {
-                            store.is_associated(contractor_id, &customer_id).await?
-                        }
-                        None => false,
-                    };
-                if !entitled {
+                let associated = match auth::claimed_customer(&request) {
+                    Some(customer_id) => store.is_associated(contractor_id, &customer_id).await?,
+                    None => false,
+                };
+                if !mandate_domain::membership::sees_account_contact(
+                    auth::is_staff(&request),
+                    associated,
+                ) {
                     contractor.contact = None;
                     contractor.mailing_address = None;
                 }

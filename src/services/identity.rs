@@ -46,10 +46,12 @@ impl IdentityService for IdentityApi {
             async {
                 let customer_id = &parse_id("customer_id", &request.get_ref().customer_id)?;
                 let mut customer = convert::customer(self.0.store.customer(customer_id).await?);
-                let entitled = auth::is_staff(&request)
-                    || auth::claimed_customer(&request).as_deref()
-                        == Some(customer.customer_id.as_str());
-                if !entitled {
+                let is_the_customer = auth::claimed_customer(&request).as_deref()
+                    == Some(customer.customer_id.as_str());
+                if !mandate_domain::membership::sees_customer_contact(
+                    auth::is_staff(&request),
+                    is_the_customer,
+                ) {
                     customer.email.clear();
                     customer.external_subject.clear();
                 }

@@ -141,6 +141,18 @@ pub fn sees_contact_details(viewer: PermissionSet) -> bool {
     viewer.is_manager()
 }
 
+/// Whether a viewer sees an account's contact and mailing address: staff, and the account's
+/// associates (whatever they hold); nobody else, since they are a company's own details.
+pub fn sees_account_contact(staff: bool, associated: bool) -> bool {
+    staff || associated
+}
+
+/// Whether a viewer sees a customer's email and sign-in subject: staff, and the customer itself;
+/// not the portal acting for anyone else.
+pub fn sees_customer_contact(staff: bool, is_the_customer: bool) -> bool {
+    staff || is_the_customer
+}
+
 /// Decides `SetPermissions`: `actor` is the acting customer's permissions now, `target` the
 /// associate's grant, `new` what it would hold, `other_managers` how many customers other than
 /// the target hold Manage now.
@@ -540,5 +552,15 @@ mod unite_tests {
         );
         assert_eq!(united, until(&[Pay], 10));
         assert_eq!(unite(None, until(&[Apply], -1), at(0)), Grant::default());
+    }
+
+    #[test]
+    fn contact_details_go_to_staff_and_those_they_belong_to() {
+        assert!(sees_account_contact(true, false));
+        assert!(sees_account_contact(false, true));
+        assert!(!sees_account_contact(false, false));
+        assert!(sees_customer_contact(true, false));
+        assert!(sees_customer_contact(false, true));
+        assert!(!sees_customer_contact(false, false));
     }
 }
