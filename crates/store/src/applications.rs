@@ -295,6 +295,8 @@ impl Store {
         at_least: Revision,
     ) -> Option<CheckOutcome> {
         if !self.changes.cache_serves(at_least) {
+            // Not fresh enough to answer: read from the database, like any other miss.
+            self.changes.cache.count_miss();
             return None;
         }
         let hit = self.changes.cache.get(customer_id, contractor_id)?;

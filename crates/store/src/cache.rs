@@ -122,6 +122,11 @@ impl CheckCache {
         found
     }
 
+    /// Counts a check the cache was not asked, being behind what the check needs.
+    pub fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Keeps what was read at `entry.revision`, unless the tail has begun to apply a later change
     /// (the read may predate it).
     pub fn put(&self, customer_id: &str, contractor_id: &str, entry: Entry) {
