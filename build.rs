@@ -40,9 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Undecodable requests answer INVALID_ARGUMENT (src/codec.rs).
-        .codec_path("crate::codec::StrictCodec")
-        // Messages that carry a PIN get a Debug that hides it (src/redact.rs).
+        // Undecodable requests answer INVALID_ARGUMENT (src/api/codec.rs).
+        .codec_path("crate::api::codec::StrictCodec")
+        // Messages that carry a PIN get a Debug that hides it (src/api/redact.rs).
         .skip_debug(PIN_MESSAGES.iter().map(|m| format!(".mandate.v1.{m}")))
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())

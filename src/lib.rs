@@ -2,30 +2,16 @@
 //! permission? The gRPC server, its configuration and its start-up; the rules live in
 //! `mandate-domain` and the data in `mandate-store`.
 
-mod alerts;
-pub mod auth;
-mod codec;
-pub mod config;
-pub mod config_report;
-mod connections;
-mod convert;
-mod denials;
-mod diagnose;
-mod error;
-pub mod keys;
-pub mod legacy;
-mod limits;
-pub mod metrics;
+pub mod admin;
+mod api;
+pub mod cli;
+pub mod credentials;
 mod middleware;
-mod observe;
-mod redact;
-pub mod secrets;
-pub mod seed;
-mod services;
-pub mod spreadsheet;
-pub mod startup;
+pub mod ops;
+pub mod server;
+pub mod settings;
 pub mod telemetry;
-pub mod tls;
+pub mod transport;
 
 /// The generated `mandate.v1` messages, clients and servers.
 pub mod pb {
@@ -36,4 +22,4 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/mandate_descriptor.bin"));
 }
 
-pub use auth::CUSTOMER_HEADER;
+pub use credentials::scopes::CUSTOMER_HEADER;

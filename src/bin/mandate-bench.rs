@@ -164,7 +164,7 @@ impl Sample {
         let mut reader = csv::Reader::from_path(path)
             .map_err(|e| format!("cannot read the sample {}: {e}", path.display()))?;
         let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
-        if header != mandate::seed::SAMPLE_COLUMNS {
+        if header != mandate::ops::seed::SAMPLE_COLUMNS {
             return Err(format!(
                 "{} is not a sample of `mandate seed` (its columns are {header:?})",
                 path.display()

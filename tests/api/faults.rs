@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::{self, CheckPermissionRequest, GetCustomerRequest, RegisterCustomerRequest};
-use mandate::startup::Application;
+use mandate::server::Application;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlitePool};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinSet;

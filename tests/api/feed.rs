@@ -372,7 +372,7 @@ async fn check_key(
 ) -> (String, String) {
     let scopes: mandate_domain::client::Scopes =
         [mandate_domain::client::Scope::Check].into_iter().collect();
-    let issued = mandate::keys::create(
+    let issued = mandate::credentials::keys::create(
         &app.store,
         name,
         scopes,

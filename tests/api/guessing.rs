@@ -410,7 +410,7 @@ async fn guessing_across_fresh_customers_is_held_to_the_client_systems_budget(ba
     let scopes: mandate_domain::client::Scopes = [mandate_domain::client::Scope::Portal]
         .into_iter()
         .collect();
-    let kiosk = mandate::keys::create(&app.store, "kiosk", scopes, None)
+    let kiosk = mandate::credentials::keys::create(&app.store, "kiosk", scopes, None)
         .await
         .expect("a key");
     app.keys.reload(&app.store).await.expect("reload");

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use mandate::CUSTOMER_HEADER;
-use mandate::config::{LogFormat, Policy, Settings};
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -11,7 +10,8 @@ use mandate::pb::{
     self, AssociateByPinRequest, CheckPermissionRequest, CheckPermissionResponse,
     RegisterContractorResponse, SetPermissionsRequest, SetPermissionsResponse,
 };
-use mandate::startup::Application;
+use mandate::server::Application;
+use mandate::settings::{LogFormat, Policy, Settings};
 use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, Statement, TransactionTrait};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -167,7 +167,7 @@ impl TestDatabase {
             max_calls: 512,
             max_streams_per_connection: 128,
             max_feeds_per_client: 16,
-            tls: mandate::tls::TlsSettings::default(),
+            tls: mandate::settings::tls::TlsSettings::default(),
         }
     }
 }
@@ -209,7 +209,7 @@ pub struct TestApp {
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
     /// The server's live API keys, to reload at once after a test changes them.
-    pub keys: std::sync::Arc<mandate::keys::KeyRing>,
+    pub keys: std::sync::Arc<mandate::credentials::keys::KeyRing>,
     pub identity: IdentityServiceClient<Authed>,
     pub contractors: ContractorServiceClient<Authed>,
     pub permissions: PermissionServiceClient<Authed>,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use mandate::keys::KEY_PREFIX;
+use mandate::credentials::keys::KEY_PREFIX;
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -37,10 +37,14 @@ async fn key_for(
     expires_in: Option<chrono::Duration>,
 ) -> String {
     let scopes: Scopes = scopes.iter().copied().collect();
-    let issued =
-        mandate::keys::create(&app.store, name, scopes, expires_in.map(|d| Utc::now() + d))
-            .await
-            .expect("a key");
+    let issued = mandate::credentials::keys::create(
+        &app.store,
+        name,
+        scopes,
+        expires_in.map(|d| Utc::now() + d),
+    )
+    .await
+    .expect("a key");
     app.keys.reload(&app.store).await.expect("reload the keys");
     issued.secret
 }
@@ -123,9 +127,9 @@ async fn each_scope_reaches_its_rpcs_and_no_others(backend: Backend) {
     for scope in Scope::ALL {
         let key = key_for(&app, &format!("only-{scope}"), &[scope], None).await;
         let channel = with_key(app.channel.clone(), &key);
-        // The one scope table, as the server reads it (`mandate::auth::SCOPES`): `call` knows
+        // The one scope table, as the server reads it (`mandate::credentials::scopes::SCOPES`): `call` knows
         // how to call each of its RPCs, and fails on one it does not know.
-        for (_, rpc, allowed) in mandate::auth::SCOPES {
+        for (_, rpc, allowed) in mandate::credentials::scopes::SCOPES {
             let acts_for_customer = allowed.contains(&Scope::Portal) && scope == Scope::Portal;
             let answer = call(
                 &channel,
@@ -346,7 +350,7 @@ async fn the_bootstrap_key_is_private_made_once_and_revocable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_through_one_replica_is_refused_by_another_within_a_second() {
     let (first, second) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
-    let issued = mandate::keys::create(
+    let issued = mandate::credentials::keys::create(
         &first.store,
         "inspections",
         [Scope::Check].into_iter().collect(),

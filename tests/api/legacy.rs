@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
-use mandate::legacy::{ImportFiles, Summary};
+use mandate::ops::legacy::{ImportFiles, Summary};
 use mandate::pb::Permission::Apply;
 use mandate::pb::{
     AssociateByPinRequest, CheckReason, LinkLegacyCustomerRequest,
@@ -46,11 +46,11 @@ async fn import(
     customer_pin_expire_time: chrono::DateTime<Utc>,
 ) -> Summary {
     let settings = app.database().settings();
-    let vault = mandate::startup::open_vault(&settings, &app.store)
+    let vault = mandate::server::open_vault(&settings, &app.store)
         .await
         .expect("the PIN keys");
     let mut reported: HashMap<&'static str, (usize, usize)> = HashMap::new();
-    let summary = mandate::legacy::import(
+    let summary = mandate::ops::legacy::import(
         &app.store,
         &vault,
         &ImportFiles {
@@ -160,10 +160,10 @@ async fn the_sample_import_creates_accounts_records_and_links_once(backend: Back
 
     // A mail-merge file is never overwritten.
     let settings = app.database().settings();
-    let vault = mandate::startup::open_vault(&settings, &app.store)
+    let vault = mandate::server::open_vault(&settings, &app.store)
         .await
         .expect("the PIN keys");
-    let refused = mandate::legacy::import(
+    let refused = mandate::ops::legacy::import(
         &app.store,
         &vault,
         &ImportFiles {

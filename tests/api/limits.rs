@@ -112,7 +112,7 @@ async fn a_client_holds_at_most_so_many_change_feeds() {
     assert!(status.message().contains("bootstrap"), "{status:?}");
 
     // Another client system has feeds of its own.
-    let issued = mandate::keys::create(
+    let issued = mandate::credentials::keys::create(
         &app.store,
         "inspections",
         [Scope::Check].into_iter().collect(),

@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use mandate::keys::KEY_PREFIX;
+use mandate::credentials::keys::KEY_PREFIX;
 use mandate_domain::pin::{PIN_LEN, Pin};
 use tracing_subscriber::fmt::MakeWriter;
 

@@ -98,9 +98,9 @@ async fn a_server_that_cannot_listen_leaves_no_files_behind() {
     settings.listen = busy.local_addr().expect("the held port");
     settings.database_url = format!("sqlite://{}?mode=rwc", database.display());
     settings.bootstrap_key_file = Some(dir.join("never.bootstrap-key"));
-    let built = mandate::startup::Application::build(&settings).await;
+    let built = mandate::server::Application::build(&settings).await;
     assert!(
-        matches!(built, Err(mandate::startup::StartupError::Bind { .. })),
+        matches!(built, Err(mandate::server::StartupError::Bind { .. })),
         "the busy port is the error"
     );
     let left: Vec<_> = std::fs::read_dir(&dir)

@@ -241,7 +241,7 @@ async fn under_the_none_policy_the_first_claimer_holds_nothing() {
     use mandate::pb::AssociateByPinRequest;
 
     let mut app = crate::helpers::spawn_app_with(Backend::Sqlite, |settings| {
-        settings.managerless_policy = mandate::config::Policy::None;
+        settings.managerless_policy = mandate::settings::Policy::None;
     })
     .await;
     let (_contractor, pin) = unclaimed_account(&mut app, "registrant").await;

@@ -113,7 +113,7 @@ async fn a_trace_level_log_holds_no_key_and_no_pin() {
         ))
         .await;
     // Keys: a new one used, and a wrong one refused.
-    let issued = mandate::keys::create(
+    let issued = mandate::credentials::keys::create(
         &mandate_store::Store::connect(&database.url, database.settings().store_options())
             .await
             .expect("the database"),

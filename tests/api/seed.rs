@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use mandate::ops::seed::{SeedError, SeedOptions, SeedSummary};
 use mandate::pb::{
     self, AssociateByPinRequest, CheckPermissionRequest, GetPinRequest,
     ListAccessibleApplicationsRequest, ListAssociatesRequest, SetPermissionsRequest,
 };
-use mandate::seed::{SeedError, SeedOptions, SeedSummary};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::helpers::{Backend, TestApp, as_customer, spawn_app};
@@ -20,11 +20,11 @@ on_both_backends!(the_server_treats_seeded_rows_as_its_own);
 /// Seeds `app`'s database with 200 customers, 40 accounts and 500 applications.
 async fn seed(app: &TestApp, sample: Option<&Path>) -> Result<SeedSummary, SeedError> {
     let settings = app.database().settings();
-    let vault = mandate::startup::open_vault(&settings, &app.store)
+    let vault = mandate::server::open_vault(&settings, &app.store)
         .await
         .expect("the PIN keys");
     let mut last: HashMap<&'static str, usize> = HashMap::new();
-    mandate::seed::seed(
+    mandate::ops::seed::seed(
         &app.store,
         &vault,
         &SeedOptions {
@@ -56,7 +56,7 @@ fn read_sample(path: &Path) -> Vec<Entry> {
         .iter()
         .map(str::to_owned)
         .collect();
-    assert_eq!(header, mandate::seed::SAMPLE_COLUMNS);
+    assert_eq!(header, mandate::ops::seed::SAMPLE_COLUMNS);
     reader
         .records()
         .map(|record| {

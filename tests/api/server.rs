@@ -229,7 +229,7 @@ async fn a_server_with_another_pin_secret_refuses_to_start(backend: Backend) {
     let database = app.stop().await;
     let mut settings = database.settings();
     settings.pin_secret = Some("00".repeat(32).parse().unwrap());
-    match mandate::startup::Application::build(&settings).await {
+    match mandate::server::Application::build(&settings).await {
         Ok(_) => panic!("a server with another PIN secret started"),
         Err(err) => {
             let message = err.to_string();
@@ -308,7 +308,7 @@ async fn a_database_whose_secret_file_is_missing_is_refused_and_no_new_secret_is
     let secret = std::path::PathBuf::from(format!("{}.secret", database.name));
     let kept = std::fs::read(&secret).expect("the secret file");
     std::fs::remove_file(&secret).expect("lose the secret file");
-    match mandate::startup::Application::build(&database.settings()).await {
+    match mandate::server::Application::build(&database.settings()).await {
         Ok(_) => panic!("a server started without the database's secret"),
         Err(err) => {
             let message = err.to_string();

@@ -27,7 +27,7 @@ on_both_backends!(
 
 /// A key for a staff console, live at once.
 async fn staff_key(app: &TestApp) -> String {
-    let issued = mandate::keys::create(
+    let issued = mandate::credentials::keys::create(
         &app.store,
         "staff-console",
         [Scope::Staff].into_iter().collect(),
@@ -339,7 +339,7 @@ async fn staff_read_any_accounts_associates_and_audit_trail(backend: Backend) {
     assert!(events.iter().any(|e| e.customer_id == manager));
 
     // A portal key without a customer is still asked for one.
-    let portal = mandate::keys::create(
+    let portal = mandate::credentials::keys::create(
         &app.store,
         "portal",
         [Scope::Portal].into_iter().collect(),

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
 use mandate::pb::*;
-use mandate::startup::{Application, StartupError};
-use mandate::tls::ClientAuth;
+use mandate::server::{Application, StartupError};
+use mandate::settings::tls::ClientAuth;
 use mandate_domain::client::{Scope, Scopes};
 use sea_orm::{ConnectionTrait, Database};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,9 +84,15 @@ impl Secured {
     async fn register(&self, name: &str, scopes: &[Scope], certificate: &Issued) -> String {
         let (pem, _) = certificate.write(self.app.database().dir(), name);
         let scopes: Scopes = scopes.iter().copied().collect();
-        let record = mandate::keys::register_certificate(&self.app.store, name, scopes, None, &pem)
-            .await
-            .expect("register the certificate");
+        let record = mandate::credentials::keys::register_certificate(
+            &self.app.store,
+            name,
+            scopes,
+            None,
+            &pem,
+        )
+        .await
+        .expect("register the certificate");
         self.app
             .keys
             .reload(&self.app.store)
@@ -301,7 +307,7 @@ async fn a_wrong_tls_setting_stops_the_server_at_start_up() {
     std::fs::write(&garbage, "not a certificate").expect("write");
     let missing = database.dir().join("missing.pem");
 
-    let start = async |adjust: &dyn Fn(&mut mandate::config::Settings)| {
+    let start = async |adjust: &dyn Fn(&mut mandate::settings::Settings)| {
         let mut settings = database.settings();
         adjust(&mut settings);
         match Application::build(&settings).await {

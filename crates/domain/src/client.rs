@@ -1,5 +1,5 @@
-//! Client systems and their scopes: which city system may call which RPC (design.md, "Who is
-//! calling").
+//! Client systems and their scopes: which city system may call which RPC (docs/security.md,
+//! "Who calls, and with what").
 
 use std::fmt;
 

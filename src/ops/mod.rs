@@ -1,0 +1,7 @@
+//! Staff's bulk jobs, run from the CLI against the database: the legacy import with its
+//! mail-merge file (`legacy`), the benchmark data set (`seed`), and the one guard on every CSV
+//! cell Mandate writes (`spreadsheet`).
+
+pub mod legacy;
+pub mod seed;
+pub mod spreadsheet;
