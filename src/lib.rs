@@ -10,6 +10,7 @@ mod middleware;
 pub mod ops;
 pub mod server;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;
 pub mod transport;
 

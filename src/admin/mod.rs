@@ -21,9 +21,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::shutdown::{Signal, Stage};
 use crate::telemetry::metrics::Metrics;
 
 /// The content type of `/metrics`.
@@ -36,7 +36,8 @@ pub struct Probes {
     pub metrics: Arc<Metrics>,
     /// Whether the database answered the last health probe.
     pub database: Arc<AtomicBool>,
-    pub stopping: watch::Receiver<bool>,
+    /// The server's stop: `/readyz` answers 503 from the moment it drains.
+    pub shutdown: Signal,
 }
 
 /// What a plain-HTTP listener serves.
@@ -155,7 +156,7 @@ impl Probes {
                 }
             },
             (Routes::Probes, "/healthz") => plain(StatusCode::OK, "ok\n"),
-            (Routes::Probes, "/readyz") if *self.stopping.borrow() => {
+            (Routes::Probes, "/readyz") if self.shutdown.reached(Stage::Draining) => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
             }
             (Routes::Probes, "/readyz") if self.database.load(Ordering::Relaxed) => {

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 /// The tally of PIN failures in the current window, per client system.
 pub struct PinFailures {
     /// Wrong PINs per window, per client system, past which the window's report is a warning.
@@ -97,13 +95,14 @@ impl PinFailures {
             .collect()
     }
 
-    /// Reports every window until `stopping` turns true (the server reports the last, shorter
+    /// Reports every window until `stop` completes (the server reports the last, shorter
     /// window as it stops).
-    pub async fn report_every_window(&self, mut stopping: watch::Receiver<bool>) {
+    pub async fn report_every_window(&self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.window) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => return,
+                () = &mut stop => return,
             }
             self.report();
         }

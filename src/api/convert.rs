@@ -80,12 +80,18 @@ pub fn permissions(set: PermissionSet) -> Vec<i32> {
 }
 
 pub fn permission(p: Permission) -> pb::Permission {
-    match p {
-        Permission::Apply => pb::Permission::Apply,
-        Permission::Pay => pb::Permission::Pay,
-        Permission::Inspections => pb::Permission::Inspections,
-        Permission::UploadFiles => pb::Permission::UploadFiles,
-        Permission::Manage => pb::Permission::Manage,
+    p.into()
+}
+
+impl From<Permission> for pb::Permission {
+    fn from(p: Permission) -> Self {
+        match p {
+            Permission::Apply => pb::Permission::Apply,
+            Permission::Pay => pb::Permission::Pay,
+            Permission::Inspections => pb::Permission::Inspections,
+            Permission::UploadFiles => pb::Permission::UploadFiles,
+            Permission::Manage => pb::Permission::Manage,
+        }
     }
 }
 

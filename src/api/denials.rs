@@ -20,7 +20,7 @@ use std::time::Duration;
 use mandate_domain::decision::Reason;
 use mandate_domain::permission::Permission;
 use mandate_store::{DeniedCheck, DeniedFold, Store};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Records taken off the queue at a time.
@@ -31,6 +31,8 @@ const MAX_FOLDS: usize = 10_000;
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How often old rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How soon a pass the database failed is tried again.
+const PRUNE_RETRY: Duration = Duration::from_secs(10);
 /// Rows deleted by one pruning statement.
 const PRUNE_BATCH: u64 = 1000;
 /// The pause between two pruning statements, so that pruning never crowds out the writes.
@@ -154,15 +156,16 @@ impl Folds {
 }
 
 /// Writes queued denied checks, folded by `window` (see the module's documentation), until
-/// `served` turns `true`, then writes what is left in the queue and returns. Rows the database
+/// `stop` completes, then writes what is left in the queue and returns. Rows the database
 /// refuses are dropped (and counted), not tried again: the trail must not hold checks back.
 pub async fn write_denials(
     store: Store,
     denials: &Denials,
     mut receiver: mpsc::Receiver<DeniedCheck>,
-    mut served: watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
     window: Duration,
 ) {
+    tokio::pin!(stop);
     let mut folds = Folds::default();
     let mut window_end: Option<Instant> = None;
     let mut received = Vec::with_capacity(RECEIVE);
@@ -177,7 +180,7 @@ pub async fn write_denials(
         };
         let last = tokio::select! {
             count = receiver.recv_many(&mut received, RECEIVE) => count == 0,
-            _ = served.wait_for(|served| *served) => true,
+            () = &mut stop => true,
             () = ends => false,
         };
         if last {
@@ -243,14 +246,18 @@ async fn write(store: &Store, denials: &Denials, folds: &mut Folds) {
 }
 
 /// Deletes the trail's rows older than `retention`, now and every `PRUNE_EVERY`, until
-/// `stopping` turns `true`; counts the rows after each pass.
+/// `stop` completes; counts the rows after each pass. A pass the database failed is tried again
+/// after `PRUNE_RETRY` (its failure logged once, not at every try).
 pub async fn prune_denials(
     store: Store,
     denials: &Denials,
     retention: Duration,
-    mut stopping: watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
 ) {
+    tokio::pin!(stop);
+    let mut failing = false;
     loop {
+        let mut failed = false;
         let before = chrono::Utc::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         loop {
@@ -265,13 +272,16 @@ pub async fn prune_denials(
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot prune the denied-check trail");
+                    if !failing {
+                        tracing::warn!(error = %err, "cannot prune the denied-check trail");
+                    }
+                    failed = true;
                     break;
                 }
             }
             tokio::select! {
                 () = tokio::time::sleep(PRUNE_PAUSE) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => return,
+                () = &mut stop => return,
             }
         }
         let written = denials.written.load(Ordering::Relaxed);
@@ -280,11 +290,21 @@ pub async fn prune_denials(
                 denials.counted.store(rows, Ordering::Relaxed);
                 denials.written_at_count.store(written, Ordering::Relaxed);
             }
-            Err(err) => tracing::warn!(error = %err, "cannot count the denied-check trail"),
+            Err(err) => {
+                if !failing {
+                    tracing::warn!(error = %err, "cannot count the denied-check trail");
+                }
+                failed = true;
+            }
         }
+        if failing && !failed {
+            tracing::info!("the denied-check trail is pruned and counted again");
+        }
+        failing = failed;
+        let next = if failed { PRUNE_RETRY } else { PRUNE_EVERY };
         tokio::select! {
-            () = tokio::time::sleep(PRUNE_EVERY) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(next) => {}
+            () = &mut stop => return,
         }
     }
 }

@@ -19,7 +19,6 @@ use mandate_domain::Error as Rule;
 use mandate_domain::lockout::{ClientPinBudget, PinLockout};
 use mandate_domain::pin::Pin;
 use mandate_store::{Error as StoreError, SealedPin, Store};
-use tokio::sync::watch;
 use tonic::{Response, Status};
 
 pub use contractor::ContractorApi;
@@ -31,6 +30,7 @@ use crate::api::denials::Denials;
 use crate::api::error::{ApiError, ApiResult};
 use crate::credentials::keys::KeyRing;
 use crate::credentials::vault::PinVault;
+use crate::shutdown::Signal;
 use crate::telemetry::metrics::{Metrics, PinRefusal};
 
 /// What every service shares: the store and the PIN keys. Nothing here is per-replica state
@@ -46,9 +46,9 @@ pub struct State {
     pub feeds: Arc<Feeds>,
     /// Wrong PINs per client system, reported every window.
     pub pin_failures: Arc<PinFailures>,
-    /// Turns `true` when the server begins to stop: long-lived streams end then, so that the
-    /// graceful shutdown does not wait on consumers that never leave.
-    pub stopping: watch::Sender<bool>,
+    /// The server's stop: long-lived streams end as it drains, so that the graceful shutdown
+    /// does not wait on consumers that never leave.
+    pub shutdown: Signal,
     /// Denied checks on their way to the trail.
     pub denials: Arc<Denials>,
     /// What the operator watches.

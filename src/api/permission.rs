@@ -32,6 +32,7 @@ use crate::pb::{
     UnlinkApplicationRequest, UnlinkApplicationResponse, WatchChangesRequest, WatchChangesResponse,
     check_permissions_result::Outcome,
 };
+use crate::shutdown::Stage;
 
 /// The most checks one `CheckPermissions` call decides.
 const MAX_BATCH: usize = 100;
@@ -479,7 +480,8 @@ async fn feed(
     sender: mpsc::Sender<Result<WatchChangesResponse, Status>>,
     _slot: FeedSlot,
 ) {
-    let mut stopping = state.stopping.subscribe();
+    let draining = state.shutdown.wait(Stage::Draining);
+    tokio::pin!(draining);
     let mut reloads = state.keys.reloads();
     let send = |change: AuditEvent| {
         sender.send(Ok(WatchChangesResponse {
@@ -490,7 +492,7 @@ async fn feed(
         // Subscribe before reading, so that no change falls between the two.
         let mut tail = state.store.subscribe_changes();
         while last < tail.applied {
-            if *stopping.borrow_and_update() {
+            if state.shutdown.reached(Stage::Draining) {
                 return stop_feed(&sender, last).await;
             }
             if !state.keys.holds(&caller) {
@@ -527,9 +529,6 @@ async fn feed(
             }
         }
         loop {
-            if *stopping.borrow_and_update() {
-                return stop_feed(&sender, last).await;
-            }
             tokio::select! {
                 heard = tail.receiver.recv() => match heard {
                     Ok(change) if change.revision <= last => {}
@@ -548,7 +547,7 @@ async fn feed(
                     Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return stop_feed(&sender, last).await,
                 },
-                _ = stopping.changed() => {}
+                () = &mut draining => return stop_feed(&sender, last).await,
                 _ = reloads.changed() => if !state.keys.holds(&caller) {
                     return end_unauthenticated(&sender, &caller, last).await;
                 },

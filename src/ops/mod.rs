@@ -1,7 +1,9 @@
 //! Staff's bulk jobs, run from the CLI against the database: the legacy import with its
-//! mail-merge file (`legacy`), the benchmark data set (`seed`), and the one guard on every CSV
+//! mail-merge file (`legacy`), the benchmark data set (`seed`) with mandate-bench's sample
+//! (`sample`), and the one guard on every CSV
 //! cell Mandate writes (`spreadsheet`).
 
 pub mod legacy;
+pub mod sample;
 pub mod seed;
 pub mod spreadsheet;

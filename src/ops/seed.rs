@@ -23,6 +23,7 @@ use mandate_domain::pin::Pin;
 use mandate_store::{Actor, SeedCounts, SeedLink, SeedMembership, Seeding, Store};
 
 use crate::credentials::vault::PinVault;
+use crate::ops::sample::{self, Entry};
 
 /// Rows generated and written at a time.
 const CHUNK: usize = 20_000;
@@ -578,75 +579,48 @@ impl Sample {
             .open(path)
             .map_err(|e| failure(&e))?;
         let mut out = csv::Writer::from_writer(file);
-        out.write_record(SAMPLE_COLUMNS).map_err(|e| failure(&e))?;
+        out.write_record(sample::COLUMNS).map_err(|e| failure(&e))?;
+        let checks = self
+            .checks
+            .iter()
+            .map(|(customer, account, permission, allowed)| Entry::Check {
+                contractor_id: account.clone(),
+                customer_id: customer.clone(),
+                permission: *permission,
+                allowed: *allowed,
+            });
+        let applications =
+            self.applications
+                .iter()
+                .map(
+                    |(application, permission, may, may_not)| Entry::Application {
+                        application_id: application.clone(),
+                        permission: *permission,
+                        may: may.clone(),
+                        may_not: may_not.clone(),
+                    },
+                );
+        let pins = self.pins.iter().map(|(account, pin)| Entry::Pin {
+            contractor_id: account.clone(),
+            pin: pin.expose_formatted(),
+        });
+        let managed = self
+            .managed
+            .iter()
+            .map(|(account, manager, associate)| Entry::Manage {
+                contractor_id: account.clone(),
+                manager: manager.clone(),
+                associate: associate.clone(),
+            });
         let mut entries = 0;
-        let mut row = |fields: [&str; 8]| {
+        for entry in checks.chain(applications).chain(pins).chain(managed) {
+            out.write_record(crate::ops::spreadsheet::row(entry.row()))
+                .map_err(|e| failure(&e))?;
             entries += 1;
-            out.write_record(crate::ops::spreadsheet::row(fields))
-        };
-        for (customer, account, permission, allowed) in &self.checks {
-            row([
-                "check",
-                account,
-                customer,
-                "",
-                "",
-                permission_name(*permission),
-                if *allowed { "true" } else { "false" },
-                "",
-            ])
-            .map_err(|e| failure(&e))?;
-        }
-        for (application, permission, may, may_not) in &self.applications {
-            row([
-                "application",
-                "",
-                may,
-                may_not,
-                application,
-                permission_name(*permission),
-                "",
-                "",
-            ])
-            .map_err(|e| failure(&e))?;
-        }
-        for (account, pin) in &self.pins {
-            row(["pin", account, "", "", "", "", "", &pin.expose_formatted()])
-                .map_err(|e| failure(&e))?;
-        }
-        for (account, manager, associate) in &self.managed {
-            row(["manage", account, manager, associate, "", "", "", ""])
-                .map_err(|e| failure(&e))?;
         }
         let file = out.into_inner().map_err(|e| failure(&e))?;
         file.sync_all().map_err(|e| failure(&e))?;
         Ok(entries)
-    }
-}
-
-/// The sample file's columns. `check`: contractor_id, customer_id, permission,
-/// expected_allowed. `application`: application_id, permission, customer_id (may act on it),
-/// other_customer_id (may not). `pin`: contractor_id, pin. `manage`: contractor_id,
-/// customer_id (a Manager), other_customer_id (an associate who is not a Manager).
-pub const SAMPLE_COLUMNS: [&str; 8] = [
-    "kind",
-    "contractor_id",
-    "customer_id",
-    "other_customer_id",
-    "application_id",
-    "permission",
-    "expected_allowed",
-    "pin",
-];
-
-/// A permission as the sample names it.
-pub fn permission_name(permission: Permission) -> &'static str {
-    match permission {
-        Permission::Apply => "apply",
-        Permission::Pay => "pay",
-        Permission::Inspections => "inspections",
-        Permission::UploadFiles => "upload_files",
-        Permission::Manage => "manage",
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod diagnose;
 pub mod live;
+mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use mandate_store::{DeniedCheck, Store};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::server::NamedService;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -34,9 +35,11 @@ use crate::pb::contractor_service_server::ContractorServiceServer;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::pb::permission_service_server::PermissionServiceServer;
 use crate::server::live::Live;
+use crate::server::tasks::Tasks;
 use crate::settings::Settings;
 use crate::settings::limits::ConnectionLimits;
 use crate::settings::listen::HttpListen;
+use crate::shutdown::{Shutdown, Stage};
 use crate::telemetry::metrics::Metrics;
 use crate::transport::connections;
 
@@ -105,6 +108,8 @@ pub struct Application {
     /// How long identical denied checks fold into one row, and how long rows are kept.
     denied_window: Duration,
     denied_retention: Duration,
+    /// The one stop signal (`crate::shutdown`).
+    shutdown: Shutdown,
 }
 
 impl Application {
@@ -151,6 +156,8 @@ impl Application {
         let (denials, denied) = Denials::new(settings.denied_check_queue);
         let denials = Arc::new(denials);
         let feeds = Arc::new(Feeds::new(settings.max_feeds_per_client));
+        let shutdown = Shutdown::default();
+        let signal = shutdown.signal();
         let metrics = Arc::new(Metrics::new(
             &DESCRIPTORS,
             Box::new(Live {
@@ -173,6 +180,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            shutdown,
             metrics_listener,
             probe_listener,
             probe_address,
@@ -201,7 +209,7 @@ impl Application {
                     settings.pin_failure_alert,
                     Duration::from_secs(settings.pin_failure_window_secs),
                 )),
-                stopping: watch::Sender::new(false),
+                shutdown: signal,
                 denials,
                 metrics,
                 database_answers: Arc::new(AtomicBool::new(true)),
@@ -260,15 +268,37 @@ impl Application {
                 .set_service_status(service, ServingStatus::Serving)
                 .await;
         }
-        tokio::spawn(watch_database(self.state.clone(), health));
-        tokio::spawn(reload_keys(self.state.clone(), self.keys.clone()));
-        let served = watch::Sender::new(false);
+        let shutdown = self.shutdown;
+        let signal = shutdown.signal();
+        let stage = |stage: Stage| {
+            let signal = signal.clone();
+            async move { signal.wait(stage).await }
+        };
+        // Every background task, and the stage of the stop at which it ends (see
+        // `crate::shutdown` for the order).
+        let mut tasks = Tasks::default();
+        tasks.spawn(
+            "database watch",
+            watch_database(self.state.clone(), health, stage(Stage::Draining)),
+        );
+        tasks.spawn(
+            "API key reload",
+            reload_keys(
+                self.state.clone(),
+                self.keys.clone(),
+                stage(Stage::Draining),
+            ),
+        );
         let listeners = [
             (self.metrics_listener, self.metrics_address, Routes::Metrics),
             (self.probe_listener, self.probe_address, Routes::Probes),
         ];
         for (listener, address, routes) in listeners {
             let Some(listener) = listener else { continue };
+            let name = match routes {
+                Routes::Metrics => "metrics listener",
+                Routes::Probes => "probe listener",
+            };
             match (address, routes) {
                 (Some(address), Routes::Metrics) => {
                     tracing::info!(%address, "serving metrics over HTTP");
@@ -278,56 +308,64 @@ impl Application {
                 }
                 (None, _) => {}
             }
-            let mut done = served.subscribe();
-            tokio::spawn(crate::admin::serve(
-                listener,
-                routes,
-                Probes {
-                    metrics: self.state.metrics.clone(),
-                    database: self.state.database_answers.clone(),
-                    stopping: self.state.stopping.subscribe(),
-                },
-                async move {
-                    let _ = done.wait_for(|done| *done).await;
-                },
-            ));
+            tasks.spawn(
+                name,
+                crate::admin::serve(
+                    listener,
+                    routes,
+                    Probes {
+                        metrics: self.state.metrics.clone(),
+                        database: self.state.database_answers.clone(),
+                        shutdown: signal.clone(),
+                    },
+                    stage(Stage::Closing),
+                ),
+            );
         }
-        let recorder = {
-            let (state, served) = (self.state.clone(), served.subscribe());
-            let window = self.denied_window;
-            tokio::spawn(async move {
-                let store = state.store.clone();
-                write_denials(store, &state.denials, self.denied, served, window).await;
-            })
-        };
         {
-            let (state, stopping) = (self.state.clone(), self.state.stopping.subscribe());
-            let retention = self.denied_retention;
-            tokio::spawn(async move {
-                prune_denials(state.store.clone(), &state.denials, retention, stopping).await;
+            let (state, stop) = (self.state.clone(), stage(Stage::Closing));
+            let window = self.denied_window;
+            tasks.spawn("denied-check writer", async move {
+                let store = state.store.clone();
+                write_denials(store, &state.denials, self.denied, stop, window).await;
             });
         }
-        let state = self.state.clone();
-        let mut stopping = self.state.stopping.subscribe();
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = stopping.wait_for(|stopping| *stopping).await;
-            };
-            state.store.follow_changes(stop).await;
-        });
-        let failures = self.state.pin_failures.clone();
-        let stopping = self.state.stopping.subscribe();
-        tokio::spawn(async move { failures.report_every_window(stopping).await });
-        let state = self.state.clone();
-        let (stopped, mut stopped_seen) = watch::channel(false);
-        let stop = async move {
-            stop.await;
-            tracing::info!("stopping: finishing calls in flight");
-            state.stopping.send_replace(true);
-            stopped.send_replace(true);
+        {
+            let (state, stop) = (self.state.clone(), stage(Stage::Draining));
+            let retention = self.denied_retention;
+            tasks.spawn("denied-check pruning", async move {
+                prune_denials(state.store.clone(), &state.denials, retention, stop).await;
+            });
+        }
+        {
+            let (store, stop) = (self.state.store.clone(), stage(Stage::Draining));
+            tasks.spawn(
+                "change tail",
+                async move { store.follow_changes(stop).await },
+            );
+        }
+        {
+            let (failures, stop) = (self.state.pin_failures.clone(), stage(Stage::Draining));
+            tasks.spawn("PIN failure reports", async move {
+                failures.report_every_window(stop).await;
+            });
+        }
+        let stop = {
+            let (shutdown, stop) = (&shutdown, stop);
+            async move {
+                stop.await;
+                tracing::info!("stopping: finishing calls in flight");
+                shutdown.advance(Stage::Draining);
+            }
         };
-        let cut = watch::Sender::new(false);
-        let incoming = connections::accept(self.listener, self.limits, &cut);
+        let cut = {
+            let signal = signal.clone();
+            move || {
+                let signal = signal.clone();
+                async move { signal.wait(Stage::Cutting).await }
+            }
+        };
+        let incoming = connections::accept(self.listener, self.limits, cut);
         tracing::info!(address = %self.address, tls = self.tls.is_some(), "serving mandate.v1");
         let mut server = Server::builder();
         if let Some(tls) = self.tls {
@@ -370,8 +408,8 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, stop);
         tokio::pin!(serve);
         let grace = self.grace;
-        let grace_over = async move {
-            let _ = stopped_seen.wait_for(|stopped| *stopped).await;
+        let grace_over = async {
+            signal.wait(Stage::Draining).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
@@ -381,7 +419,7 @@ impl Application {
                     grace_ms = grace.as_millis(),
                     "connections still open after the shutdown grace period: closing them"
                 );
-                cut.send_replace(true);
+                shutdown.advance(Stage::Cutting);
                 // Cut connections end at their next poll; a task that never polls again is not
                 // waited for.
                 if let Ok(served) = tokio::time::timeout(CUT_WAIT, &mut serve).await {
@@ -389,13 +427,11 @@ impl Application {
                 }
             }
         }
-        // The window cut short by the stop is reported too, and the denied checks still queued
-        // are written.
+        // The window cut short by the stop is reported too; the tasks end (the denied checks
+        // still queued are written) and are awaited; the pool closes last.
         self.state.pin_failures.report();
-        served.send_replace(true);
-        if tokio::time::timeout(grace, recorder).await.is_err() {
-            tracing::warn!("the denied checks still queued could not be written in time");
-        }
+        shutdown.advance(Stage::Closing);
+        tasks.join(grace).await;
         self.state.store.close(CUT_WAIT).await;
         tracing::info!("stopped");
         Ok(())
@@ -428,8 +464,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Keeps Health true to the database: `NOT_SERVING` while it does not answer within its wait
 /// (or its SQLite file is gone), `SERVING` again as soon as it does. Ends when the server stops.
-async fn watch_database(state: Shared, health: HealthReporter) {
-    let mut stopping = state.stopping.subscribe();
+async fn watch_database(state: Shared, health: HealthReporter, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
     let mut serving = true;
     loop {
         let probe = state.store.within(state.store.probe()).await;
@@ -452,7 +488,7 @@ async fn watch_database(state: Shared, health: HealthReporter) {
         }
         tokio::select! {
             () = tokio::time::sleep(PROBE_EVERY) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => break,
+            () = &mut stop => break,
         }
     }
     // A stopping server takes no new work: load balancers and probes hear it at once (as
@@ -467,13 +503,13 @@ async fn watch_database(state: Shared, health: HealthReporter) {
 /// Reloads the live API keys every `KEY_RELOAD`, so that keys created or revoked through any
 /// replica take effect here within a second. While the database does not answer, the keys last
 /// loaded stay in force. Ends when the server stops.
-async fn reload_keys(state: Shared, keys: Arc<KeyRing>) {
-    let mut stopping = state.stopping.subscribe();
+async fn reload_keys(state: Shared, keys: Arc<KeyRing>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
     let mut failing = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(KEY_RELOAD) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+            () = &mut stop => return,
         }
         match keys.reload(&state.store).await {
             Ok(_) if failing => {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -223,16 +223,19 @@ impl Connected for Guarded {
     }
 }
 
-/// Accepts connections on `listener` within `limits` until the stream is dropped. Setting
-/// `cut` to `true` closes every connection still open.
-pub fn accept(
+/// Accepts connections on `listener` within `limits` until the stream is dropped. Each
+/// connection is closed when the future `cut` makes for it completes.
+pub fn accept<C, F>(
     listener: TcpListener,
     limits: ConnectionLimits,
-    cut: &watch::Sender<bool>,
-) -> ReceiverStream<io::Result<Guarded>> {
+    cut: C,
+) -> ReceiverStream<io::Result<Guarded>>
+where
+    C: Fn() -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let (sender, receiver) = mpsc::channel(1);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let cut = cut.clone();
     tokio::spawn(async move {
         let mut refusals = RefusalLog::default();
         let mut waiting = Handshakes::default();
@@ -271,7 +274,7 @@ pub fn accept(
             let activity = Arc::new(Activity::new());
             waiting.push(&activity, limits.max_connections);
             let first_deadline = Instant::now() + limits.handshake_timeout;
-            let mut cut = cut.subscribe();
+            let cut = cut();
             let closing = activity.clone();
             let guarded = Guarded {
                 io,
@@ -280,7 +283,7 @@ pub fn accept(
                 timer: Box::pin(tokio::time::sleep_until(first_deadline)),
                 cut: Box::pin(async move {
                     tokio::select! {
-                        _ = cut.wait_for(|cut| *cut) => {}
+                        () = cut => {}
                         () = closing.eviction.notified() => {}
                     }
                 }),

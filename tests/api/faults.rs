@@ -324,8 +324,9 @@ async fn health_becomes(app: &TestApp, wanted: ServingStatus) {
 
 /// Does `change` to the SQLite file of a running server, then expects writes to answer
 /// UNAVAILABLE (saying the server needs a restart) and Health to turn NOT_SERVING; reads still
-/// answer from the file the server holds open, which nothing can change any more.
-async fn writes_stop_when_the_file_is(change: impl FnOnce(&str)) {
+/// answer from the file the server holds open, which nothing can change any more. The database,
+/// once the server has stopped.
+async fn writes_stop_when_the_file_is(change: impl FnOnce(&str)) -> TestDatabase {
     let mut app = spawn_app(Backend::Sqlite).await;
     let ana = app.customer("ana").await;
     change(&app.database().name);
@@ -350,14 +351,19 @@ async fn writes_stop_when_the_file_is(change: impl FnOnce(&str)) {
         })
         .await
         .expect("a read of what was there");
+    app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_sqlite_file_was_deleted_stops_acknowledging_writes() {
-    writes_stop_when_the_file_is(|file| {
+    let database = writes_stop_when_the_file_is(|file| {
         std::fs::remove_file(file).expect("delete the database file");
     })
     .await;
+    assert!(
+        !std::path::Path::new(&database.name).exists(),
+        "no connection made an empty database in place of the deleted one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

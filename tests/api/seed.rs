@@ -56,7 +56,7 @@ fn read_sample(path: &Path) -> Vec<Entry> {
         .iter()
         .map(str::to_owned)
         .collect();
-    assert_eq!(header, mandate::ops::seed::SAMPLE_COLUMNS);
+    assert_eq!(header, mandate::ops::sample::COLUMNS);
     reader
         .records()
         .map(|record| {

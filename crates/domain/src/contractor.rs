@@ -477,12 +477,14 @@ mod tests {
     #[test]
     fn an_update_changes_only_the_masked_fields() {
         let current = ContractorDetails::parse(&raw()).unwrap();
-        let mut change = RawDetails::default();
-        change.business_name = "Rideau Homes".into();
-        change.contact = Some(RawContact {
-            phone: "613 555 0100".into(),
-            ..RawContact::default()
-        });
+        let change = RawDetails {
+            business_name: "Rideau Homes".into(),
+            contact: Some(RawContact {
+                phone: "613 555 0100".into(),
+                ..RawContact::default()
+            }),
+            ..RawDetails::default()
+        };
         let updated = current
             .update(&change, &["business_name".into(), "contact.phone".into()])
             .unwrap();

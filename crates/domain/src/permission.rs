@@ -39,15 +39,41 @@ impl Permission {
     }
 }
 
+/// Each permission's names, the one table: as the guide shows it, and as a token (lower case,
+/// for files and flags, such as mandate-bench's sample).
+const NAMES: [(Permission, &str, &str); 5] = [
+    (Permission::Apply, "Apply", "apply"),
+    (Permission::Pay, "Pay", "pay"),
+    (Permission::Inspections, "Inspections", "inspections"),
+    (Permission::UploadFiles, "Upload Files", "upload_files"),
+    (Permission::Manage, "Manage", "manage"),
+];
+
+impl Permission {
+    fn names(self) -> (&'static str, &'static str) {
+        NAMES
+            .iter()
+            .find(|(permission, _, _)| *permission == self)
+            .map_or(("", ""), |(_, label, token)| (label, token))
+    }
+
+    /// The permission's token: `apply`, `pay`, `inspections`, `upload_files`, `manage`.
+    pub fn token(self) -> &'static str {
+        self.names().1
+    }
+
+    /// The permission whose token is `token`.
+    pub fn from_token(token: &str) -> Option<Self> {
+        NAMES
+            .iter()
+            .find(|(_, _, name)| *name == token)
+            .map(|(permission, _, _)| *permission)
+    }
+}
+
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Permission::Apply => "Apply",
-            Permission::Pay => "Pay",
-            Permission::Inspections => "Inspections",
-            Permission::UploadFiles => "Upload Files",
-            Permission::Manage => "Manage",
-        })
+        f.write_str(self.names().0)
     }
 }
 
@@ -113,6 +139,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn every_permission_has_a_label_and_a_token_that_reads_back() {
+        for permission in Permission::ALL {
+            assert!(!permission.to_string().is_empty());
+            assert_eq!(Permission::from_token(permission.token()), Some(permission));
+        }
+        assert_eq!(Permission::UploadFiles.to_string(), "Upload Files");
+        assert_eq!(Permission::UploadFiles.token(), "upload_files");
+        assert_eq!(Permission::from_token("Pay"), None);
+    }
 
     #[test]
     fn manage_implies_apply_pay_inspections_and_upload_files() {

@@ -12,6 +12,7 @@ use sea_orm::{
 use crate::contractors::{permissions_of, stored_permissions};
 use crate::entity::{audit_event, contractor};
 use crate::merged::{Merged, read_account};
+use crate::paging::keyset_page;
 use crate::{Actor, AuditEvent, ChangeKind, Error, Page, Result, Revision, Store, Viewer, now};
 
 /// What a revision changed, for whom.
@@ -161,29 +162,27 @@ impl Store {
             .all(&self.db)
             .await?;
         accounts.push(contractor_id.to_owned());
-        let mut query = audit_event::Entity::find()
-            .filter(audit_event::Column::ContractorId.is_in(accounts))
-            .order_by_asc(audit_event::Column::Revision)
-            .limit(page.size + 1);
-        if let Some(after) = page.after.as_deref().and_then(|t| t.parse::<i64>().ok()) {
-            query = query.filter(audit_event::Column::Revision.gt(after));
-        }
+        let mut query =
+            audit_event::Entity::find().filter(audit_event::Column::ContractorId.is_in(accounts));
         if let Some(start) = start {
             query = query.filter(audit_event::Column::Time.gte(start));
         }
         if let Some(end) = end {
             query = query.filter(audit_event::Column::Time.lt(end));
         }
-        let rows = query.all(&self.db).await?;
-        let more = rows.len() as u64 > page.size;
+        let (rows, next_page_token) = keyset_page(
+            &self.db,
+            query,
+            audit_event::Column::Revision,
+            page.after.as_deref().and_then(|t| t.parse::<i64>().ok()),
+            page,
+            |e| e.revision.to_string(),
+        )
+        .await?;
         let items: Vec<AuditEvent> = rows
             .into_iter()
-            .take(usize::try_from(page.size).unwrap_or(usize::MAX))
             .map(AuditEvent::try_from)
             .collect::<Result<_>>()?;
-        let next_page_token = more
-            .then(|| items.last().map(|e| e.revision.to_string()))
-            .flatten();
         Ok(Page {
             items,
             next_page_token,

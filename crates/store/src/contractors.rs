@@ -10,11 +10,12 @@ use mandate_domain::permission::PermissionSet;
 use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QuerySelect,
 };
 
 use crate::entity::{contractor, customer, membership as member};
 use crate::merged::{Merged, lock_account, read_account};
+use crate::paging::keyset_page;
 use crate::{
     Actor, Associate, Change, ChangeKind, Contractor, Customer, Error, Membership, Page, Result,
     Revision, SealedPin, Store, Viewer, current_revision, new_id, now,
@@ -116,15 +117,15 @@ impl Store {
         customer_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Membership>> {
-        let mut query = member::Entity::find()
-            .filter(member::Column::CustomerId.eq(customer_id))
-            .order_by_asc(member::Column::ContractorId)
-            .limit(page.size + 1);
-        if let Some(after) = &page.after {
-            query = query.filter(member::Column::ContractorId.gt(after.as_str()));
-        }
-        let rows = query.all(&self.db).await?;
-        let (rows, next_page_token) = split_page(rows, page.size, |m| m.contractor_id.clone());
+        let (rows, next_page_token) = keyset_page(
+            &self.db,
+            member::Entity::find().filter(member::Column::CustomerId.eq(customer_id)),
+            member::Column::ContractorId,
+            page.after.as_deref(),
+            page,
+            |m| m.contractor_id.clone(),
+        )
+        .await?;
         let ids: Vec<&str> = rows.iter().map(|m| m.contractor_id.as_str()).collect();
         let mut contractors: HashMap<String, contractor::Model> = contractor::Entity::find()
             .filter(contractor::Column::ContractorId.is_in(ids))
@@ -292,15 +293,15 @@ impl Store {
                 viewer.is_some_and(membership::sees_contact_details)
             }
         };
-        let mut query = member::Entity::find()
-            .filter(member::Column::ContractorId.eq(contractor_id))
-            .order_by_asc(member::Column::CustomerId)
-            .limit(page.size + 1);
-        if let Some(after) = &page.after {
-            query = query.filter(member::Column::CustomerId.gt(after.as_str()));
-        }
-        let rows = query.all(&self.db).await?;
-        let (rows, next_page_token) = split_page(rows, page.size, |m| m.customer_id.clone());
+        let (rows, next_page_token) = keyset_page(
+            &self.db,
+            member::Entity::find().filter(member::Column::ContractorId.eq(contractor_id)),
+            member::Column::CustomerId,
+            page.after.as_deref(),
+            page,
+            |m| m.customer_id.clone(),
+        )
+        .await?;
         let ids: Vec<&str> = rows.iter().map(|m| m.customer_id.as_str()).collect();
         let mut customers: HashMap<String, customer::Model> = customer::Entity::find()
             .filter(customer::Column::CustomerId.is_in(ids))
@@ -487,20 +488,4 @@ pub(crate) async fn insert_membership(
 
 pub(crate) fn stored_permissions(bits: i16) -> PermissionSet {
     PermissionSet::from_bits(u8::try_from(bits).unwrap_or_default())
-}
-
-/// Cuts the one extra row fetched to learn whether another page follows.
-pub(crate) fn split_page<T>(
-    mut rows: Vec<T>,
-    size: u64,
-    key: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if rows.len() > size {
-        rows.truncate(size);
-        let next = rows.last().map(key);
-        (rows, next)
-    } else {
-        (rows, None)
-    }
 }

@@ -24,6 +24,7 @@ mod lockout;
 mod merged;
 mod merges;
 mod migration;
+mod paging;
 mod permissions;
 mod records;
 mod seed;
@@ -115,7 +116,33 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(percent_decoded(path)))
+}
+
+/// `text` with its `%XX` escapes decoded, as the SQLite driver reads a URL's path (an escape
+/// that is not one is kept as written).
+fn percent_decoded(text: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escape = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(decoded)
 }
 
 /// A database URL without its password (`postgres://user:secret@host/db` →
@@ -347,14 +374,24 @@ impl Store {
         options.map_sqlx_sqlite_opts(move |sqlite| {
             // Readers do not wait for the writer, and a writer waits its turn rather than
             // failing with "database is locked". FULL synchronous mode: a commit is on disk
-            // before it is acknowledged, even if the machine loses power.
+            // before it is acknowledged, even if the machine loses power. The file is created
+            // (`create_private`) before the first connection, never by a connection: one opened
+            // after the file was deleted must fail, not start an empty database in its place.
             sqlite
+                .create_if_missing(false)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(database_wait)
                 .foreign_keys(true)
         });
-        options.map_sqlx_sqlite_pool_opts(hygiene::sqlite_pool);
+        // Every SQLite connection is opened at start-up and kept: they all hold the file that
+        // was opened, so reads go on answering from it if it is deleted or replaced.
+        options.map_sqlx_sqlite_pool_opts(move |pool| {
+            hygiene::sqlite_pool(pool)
+                .min_connections(pool_size)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        });
         options.map_sqlx_postgres_opts(move |pg| {
             let pg = match &password {
                 Some(password) => pg.password(password),
@@ -695,6 +732,14 @@ mod tests {
             Some(PathBuf::from("/var/lib/m.db"))
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(
+            sqlite_file("sqlite://my%20db.sqlite?mode=rwc"),
+            Some(PathBuf::from("my db.sqlite"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite://100%.db"),
+            Some(PathBuf::from("100%.db"))
+        );
         assert_eq!(sqlite_file("postgres://postgres@127.0.0.1/test"), None);
     }
 

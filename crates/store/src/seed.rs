@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::contractor::ContractorDetails;
 use mandate_domain::customer::NewCustomer;
 use mandate_domain::permission::PermissionSet;
-use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row, Sqlite, Transaction};
+use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Sqlite, Transaction};
 use sea_orm::{DbBackend, DbErr, RuntimeErr};
 
 use crate::{Actor, ChangeKind, Error, Result, Revision, SealedPin, Store, new_id, now};
@@ -65,6 +65,17 @@ enum Txn {
     Sqlite(Transaction<'static, Sqlite>),
 }
 
+impl Txn {
+    /// The number the one row `sql` answers holds.
+    async fn number(&mut self, sql: &'static str) -> Result<i64> {
+        match self {
+            Txn::Postgres(txn) => sqlx::query_scalar(sql).fetch_one(&mut **txn).await,
+            Txn::Sqlite(txn) => sqlx::query_scalar(sql).fetch_one(&mut **txn).await,
+        }
+        .map_err(sqlx_error)
+    }
+}
+
 /// One value of a row, as both backends take it.
 enum Field<'a> {
     Text(&'a str),
@@ -88,7 +99,7 @@ impl Store {
                             RETURNING value";
         let occupied_sql = "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM customers LIMIT 1) c) \
                             + (SELECT COUNT(*) FROM (SELECT 1 FROM contractors LIMIT 1) a)";
-        let (txn, revision, occupied): (Txn, Revision, i64) = match self.db.get_database_backend() {
+        let mut txn = match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let mut txn = self
                     .db
@@ -104,42 +115,18 @@ impl Store {
                 .execute(&mut *txn)
                 .await
                 .map_err(sqlx_error)?;
-                let revision = sqlx::query(revision_sql)
-                    .fetch_one(&mut *txn)
-                    .await
-                    .map_err(sqlx_error)?
-                    .try_get(0)
-                    .map_err(sqlx_error)?;
-                let occupied = sqlx::query(occupied_sql)
-                    .fetch_one(&mut *txn)
-                    .await
-                    .map_err(sqlx_error)?
-                    .try_get(0)
-                    .map_err(sqlx_error)?;
-                (Txn::Postgres(txn), revision, occupied)
+                Txn::Postgres(txn)
             }
-            _ => {
-                let mut txn = self
-                    .db
+            _ => Txn::Sqlite(
+                self.db
                     .get_sqlite_connection_pool()
                     .begin_with("BEGIN IMMEDIATE")
                     .await
-                    .map_err(sqlx_error)?;
-                let revision = sqlx::query(revision_sql)
-                    .fetch_one(&mut *txn)
-                    .await
-                    .map_err(sqlx_error)?
-                    .try_get(0)
-                    .map_err(sqlx_error)?;
-                let occupied = sqlx::query(occupied_sql)
-                    .fetch_one(&mut *txn)
-                    .await
-                    .map_err(sqlx_error)?
-                    .try_get(0)
-                    .map_err(sqlx_error)?;
-                (Txn::Sqlite(txn), revision, occupied)
-            }
+                    .map_err(sqlx_error)?,
+            ),
         };
+        let revision: Revision = txn.number(revision_sql).await?;
+        let occupied = txn.number(occupied_sql).await?;
         if occupied > 0 {
             return Err(mandate_domain::Error::FailedPrecondition(
                 "the database holds customers or accounts already: seed only an empty database \

@@ -5,11 +5,12 @@ use mandate_domain::Error as Rule;
 use mandate_domain::paging::PageRequest;
 use mandate_domain::permission::PermissionSet;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::contractors::{grant_of, insert_membership, split_page};
+use crate::contractors::{grant_of, insert_membership};
 use crate::entity::{contractor, customer, membership as member};
 use crate::merged::{Merged, lock_account};
+use crate::paging::keyset_page;
 use crate::{
     Actor, Change, ChangeKind, Contractor, NewPin, Page, Result, Revision, SealedPin, Store,
     current_revision, now,
@@ -129,15 +130,15 @@ impl Store {
                 Expr::col(contractor::Column::LegacyContractorId).eq(id)
             }
         };
-        let mut select = contractor::Entity::find()
-            .filter(condition)
-            .order_by_asc(contractor::Column::ContractorId)
-            .limit(page.size + 1);
-        if let Some(after) = &page.after {
-            select = select.filter(contractor::Column::ContractorId.gt(after.as_str()));
-        }
-        let rows = select.all(&self.db).await?;
-        let (rows, next_page_token) = split_page(rows, page.size, |c| c.contractor_id.clone());
+        let (rows, next_page_token) = keyset_page(
+            &self.db,
+            contractor::Entity::find().filter(condition),
+            contractor::Column::ContractorId,
+            page.after.as_deref(),
+            page,
+            |c| c.contractor_id.clone(),
+        )
+        .await?;
         Ok(Page {
             items: rows.into_iter().map(Contractor::from).collect(),
             next_page_token,

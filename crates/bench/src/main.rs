@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use mandate::CUSTOMER_HEADER;
+use mandate::ops::sample::{self, Entry};
 use mandate::pb::contractor_service_client::ContractorServiceClient;
 use mandate::pb::identity_service_client::IdentityServiceClient;
 use mandate::pb::permission_service_client::PermissionServiceClient;
@@ -164,7 +165,7 @@ impl Sample {
         let mut reader = csv::Reader::from_path(path)
             .map_err(|e| format!("cannot read the sample {}: {e}", path.display()))?;
         let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
-        if header != mandate::ops::seed::SAMPLE_COLUMNS {
+        if header != sample::COLUMNS {
             return Err(format!(
                 "{} is not a sample of `mandate seed` (its columns are {header:?})",
                 path.display()
@@ -173,23 +174,29 @@ impl Sample {
         }
         let mut sample = Sample::default();
         for record in reader.records() {
-            let record = record?;
-            let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
-            match record.get(0).unwrap_or_default() {
-                "check" => sample.checks.push((
-                    field(2),
-                    field(1),
-                    permission(&field(5))?,
-                    field(6) == "true",
-                )),
-                "application" => {
-                    sample
-                        .applications
-                        .push((field(4), permission(&field(5))?, field(2), field(3)))
-                }
-                "pin" => sample.pins.push((field(1), field(7))),
-                "manage" => sample.managed.push((field(1), field(2), field(3))),
-                other => return Err(format!("unknown sample entry kind {other:?}").into()),
+            match Entry::read(&record?)? {
+                Entry::Check {
+                    contractor_id,
+                    customer_id,
+                    permission,
+                    allowed,
+                } => sample
+                    .checks
+                    .push((customer_id, contractor_id, permission.into(), allowed)),
+                Entry::Application {
+                    application_id,
+                    permission,
+                    may,
+                    may_not,
+                } => sample
+                    .applications
+                    .push((application_id, permission.into(), may, may_not)),
+                Entry::Pin { contractor_id, pin } => sample.pins.push((contractor_id, pin)),
+                Entry::Manage {
+                    contractor_id,
+                    manager,
+                    associate,
+                } => sample.managed.push((contractor_id, manager, associate)),
             }
         }
         Ok(sample)
@@ -286,18 +293,6 @@ impl Sample {
             Scenario::DeniedBatch => self.checks.iter().any(|c| !c.3),
         }
     }
-}
-
-/// A permission as the sample names it.
-fn permission(name: &str) -> Result<Permission, Failure> {
-    Ok(match name {
-        "apply" => Permission::Apply,
-        "pay" => Permission::Pay,
-        "inspections" => Permission::Inspections,
-        "upload_files" => Permission::UploadFiles,
-        "manage" => Permission::Manage,
-        other => return Err(format!("unknown permission {other:?} in the sample").into()),
-    })
 }
 
 #[tokio::main]
