@@ -47,6 +47,12 @@ impl Collector for Live {
             "Grants held in the check cache",
             i64::try_from(cache.entries).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            &mut encoder,
+            "mandate_cache_applications",
+            "Applications whose links are held in the check cache",
+            i64::try_from(cache.applications).unwrap_or(i64::MAX),
+        )?;
         let pool = self.store.pool_stats();
         let connections = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(

@@ -152,8 +152,8 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_pool_size: u32,
 
-    /// The most grants the check cache keeps in memory (about 110 bytes each); 0 turns the
-    /// cache off.
+    /// The most grants the check cache keeps in memory (about 110 bytes each), and as many
+    /// applications' links and customers' claimed records; 0 turns the cache off.
     #[arg(
         long,
         global = true,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use mandate::pb::Permission::{Apply, Pay};
 use mandate::pb::{
-    CheckPermissionRequest, CheckPermissionsRequest, CheckReason, WatchChangesRequest,
+    CheckPermissionRequest, CheckPermissionsRequest, CheckReason, LinkApplicationRequest,
+    MergeContractorsRequest, UnlinkApplicationRequest, WatchChangesRequest,
     check_permissions_result,
 };
 use mandate::pb::{Permission, permission_service_client::PermissionServiceClient};
@@ -117,6 +118,134 @@ async fn a_revoke_through_one_replica_is_denied_by_the_other_at_its_revision_and
     );
 }
 
+/// A check on `application` alone, at least at `at_least`.
+async fn check_application_at(
+    app: &mut TestApp,
+    customer: &str,
+    permission: Permission,
+    application: &str,
+    at_least: i64,
+) -> mandate::pb::CheckPermissionResponse {
+    app.permissions
+        .check_permission(CheckPermissionRequest {
+            application_id: application.to_owned(),
+            ..check_request(customer, permission, "", at_least)
+        })
+        .await
+        .expect("a check by application")
+        .into_inner()
+}
+
+/// Links (or unlinks) `application` to `contractor` through `app`; the change's revision.
+async fn set_link(app: &mut TestApp, application: &str, contractor: &str, linked: bool) -> i64 {
+    if linked {
+        app.permissions
+            .link_application(LinkApplicationRequest {
+                application_id: application.to_owned(),
+                contractor_id: contractor.to_owned(),
+            })
+            .await
+            .expect("linked")
+            .into_inner()
+            .revision
+    } else {
+        app.permissions
+            .unlink_application(UnlinkApplicationRequest {
+                application_id: application.to_owned(),
+                contractor_id: contractor.to_owned(),
+            })
+            .await
+            .expect("unlinked")
+            .into_inner()
+            .revision
+    }
+}
+
+/// #19: checks by application are answered from each replica's cache, and a link, an unlink or
+/// a merge through one replica reaches the other's at once when the check passes its revision,
+/// and within the staleness bound without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_unlinks_and_merges_through_one_replica_reach_the_others_checks_by_application() {
+    const PERMIT: &str = "24-700001 BLD";
+    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
+    let (manager, associate, contractor, _pin) = a.story().await;
+    a.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let linked = set_link(&mut a, PERMIT, &contractor, true).await;
+    wait_until_applied(&b, linked).await;
+    let first = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
+    assert_decision(&first, true, CheckReason::GrantedDirectly);
+    assert_eq!(first.contractor_id, contractor);
+    let hits = b.store.cache_stats().hits;
+    for _ in 0..5 {
+        let again = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
+        assert_decision(&again, true, CheckReason::GrantedDirectly);
+        assert!(again.revision >= linked, "{again:?}");
+    }
+    assert!(
+        b.store.cache_stats().hits >= hits + 5,
+        "B answered the checks by application from its cache: {:?}",
+        b.store.cache_stats()
+    );
+
+    // Unlinked through A: B denies at once when asked for the unlink's revision.
+    let unlinked = set_link(&mut a, PERMIT, &contractor, false).await;
+    let asked = check_application_at(&mut b, &associate, Pay, PERMIT, unlinked).await;
+    assert_decision(&asked, false, CheckReason::ApplicationNotLinked);
+    assert!(asked.revision >= unlinked, "{asked:?}");
+    let again = check_application_at(&mut b, &associate, Pay, PERMIT, unlinked).await;
+    assert_decision(&again, false, CheckReason::ApplicationNotLinked);
+
+    // Linked again through A: without a revision, B may answer from before the link for at
+    // most the staleness bound.
+    let relinked = set_link(&mut a, PERMIT, &contractor, true).await;
+    let acknowledged = Instant::now();
+    loop {
+        let answer = check_application_at(&mut b, &associate, Pay, PERMIT, 0).await;
+        if answer.allowed {
+            assert!(answer.revision >= relinked, "{answer:?}");
+        } else {
+            assert!(answer.revision < relinked, "{answer:?}");
+        }
+        if acknowledged.elapsed() > STALENESS {
+            let late = check_application_at(&mut b, &associate, Pay, PERMIT, 0).await;
+            assert_decision(&late, true, CheckReason::GrantedDirectly);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A permit of an account the associate is not in: denied, from B's cache the second time.
+    // Merged into the associate's account through A, it is allowed by B at the merge's revision.
+    const OTHER_PERMIT: &str = "24-700002 BLD";
+    let other = a
+        .contractor(&manager)
+        .await
+        .contractor
+        .expect("an account")
+        .contractor_id;
+    let linked = set_link(&mut a, OTHER_PERMIT, &other, true).await;
+    for _ in 0..2 {
+        let before = check_application_at(&mut b, &associate, Pay, OTHER_PERMIT, linked).await;
+        assert_decision(&before, false, CheckReason::ApplicationNotLinked);
+    }
+    let merged = a
+        .contractors
+        .merge_contractors(MergeContractorsRequest {
+            survivor_contractor_id: contractor.clone(),
+            absorbed_contractor_ids: vec![other.clone()],
+        })
+        .await
+        .expect("merged")
+        .into_inner()
+        .revision;
+    let after = check_application_at(&mut b, &associate, Pay, OTHER_PERMIT, merged).await;
+    assert_decision(&after, true, CheckReason::GrantedDirectly);
+    assert_eq!(after.contractor_id, contractor);
+    assert!(after.revision >= merged, "{after:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_limited_grant_ends_on_both_replicas_without_any_write() {
     let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
@@ -206,6 +335,16 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
     for customer in &associates {
         history.record(start, customer, Vec::new());
     }
+    // A permit linked and unlinked along the way: whether it was linked, by revision.
+    const PERMIT: &str = "24-800001 BLD";
+    let mut permit_linked: Vec<(i64, bool)> = vec![(start, false)];
+    let linked_at = |links: &[(i64, bool)], revision: i64| {
+        links
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= revision)
+            .is_some_and(|(_, linked)| *linked)
+    };
 
     // Background checkers on both replicas keep filling their caches, racing every write.
     let mut background = JoinSet::new();
@@ -220,9 +359,12 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
                 let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
                 loop {
                     let customer = &associates[dice.below(associates.len())];
-                    let _ = client
-                        .check_permission(check_request(customer, Pay, &contractor, 0))
-                        .await;
+                    let mut request = check_request(customer, Pay, &contractor, 0);
+                    if dice.below(2) == 0 {
+                        request.contractor_id.clear();
+                        request.application_id = PERMIT.to_owned();
+                    }
+                    let _ = client.check_permission(request).await;
                 }
             });
         }
@@ -238,6 +380,12 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
             .into_iter()
             .filter(|_| dice.below(2) == 0)
             .collect();
+        let writer = if dice.below(2) == 0 { &mut a } else { &mut b };
+        if dice.below(4) == 0 {
+            let link = !linked_at(&permit_linked, i64::MAX);
+            let revision = set_link(writer, PERMIT, &contractor, link).await;
+            permit_linked.push((revision, link));
+        }
         let writer = if dice.below(2) == 0 { &mut a } else { &mut b };
         let written = writer
             .set_permissions(&manager, &contractor, &customer, &held)
@@ -266,7 +414,20 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
                 history.held(answer.revision, customer, permission),
                 "seed {seed}: {customer} {permission:?} at {answer:?}"
             );
-            verified += 1;
+            // The same, by the permit: allowed while it is linked and the grant holds.
+            let reader = if dice.below(2) == 0 { &mut a } else { &mut b };
+            let answer = check_application_at(reader, customer, permission, PERMIT, asked).await;
+            assert!(
+                answer.revision >= asked,
+                "asked {asked}, answered {answer:?}"
+            );
+            assert_eq!(
+                answer.allowed,
+                linked_at(&permit_linked, answer.revision)
+                    && history.held(answer.revision, customer, permission),
+                "seed {seed}: {customer} {permission:?} on the permit at {answer:?}"
+            );
+            verified += 2;
         }
         // And a batch of every associate, at the write's revision.
         let reader = if dice.below(2) == 0 { &mut a } else { &mut b };

@@ -410,6 +410,10 @@ async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
     )
     .await;
     link(&mut app, PERMIT, &contractor).await;
+    // A permit linked to two accounts, one of them through an account merged away since.
+    let shared = "24-654321 BLD";
+    link(&mut app, shared, &lapsed).await;
+    link(&mut app, shared, &other).await;
     app.contractors
         .merge_contractors(mandate::pb::MergeContractorsRequest {
             survivor_contractor_id: contractor.clone(),
@@ -442,6 +446,9 @@ async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
         }
         items.push(item(customer, Pay, "", PERMIT));
         items.push(item(customer, Pay, &contractor, PERMIT));
+        for permission in [Pay, Inspections] {
+            items.push(item(customer, permission, "", shared));
+        }
     }
     items.push(item(&associate, Unspecified, &contractor, ""));
     items.push(CheckPermissionRequest {
@@ -451,32 +458,45 @@ async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
     // A grant cannot be given an end in the past: let this one's end pass.
     let lapse = std::time::Instant::now() + std::time::Duration::from_millis(1100);
     tokio::time::sleep_until(lapse.into()).await;
-    let batch = app
-        .permissions
-        .check_permissions(CheckPermissionsRequest {
-            items: items.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
-    assert_eq!(batch.len(), items.len());
-    for (item, result) in items.into_iter().zip(batch) {
-        let alone = app.permissions.check_permission(item.clone()).await;
-        match (result.outcome.unwrap(), alone) {
-            (Outcome::Decision(together), Ok(alone)) => {
-                assert_eq!(together.allowed, alone.get_ref().allowed, "{item:?}");
-                assert_eq!(together.reason, alone.get_ref().reason, "{item:?}");
-                assert_eq!(
-                    together.contractor_id,
-                    alone.get_ref().contractor_id,
-                    "{item:?}"
-                );
+    // Cold: nothing read yet; then warm: the single checks of the first round filled the cache.
+    for round in ["cold", "warm"] {
+        let batch = app
+            .permissions
+            .check_permissions(CheckPermissionsRequest {
+                items: items.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert_eq!(batch.len(), items.len());
+        for (item, result) in items.iter().zip(batch) {
+            let alone = app.permissions.check_permission(item.clone()).await;
+            match (result.outcome.unwrap(), alone) {
+                (Outcome::Decision(together), Ok(alone)) => {
+                    assert_eq!(
+                        together.allowed,
+                        alone.get_ref().allowed,
+                        "{round} {item:?}"
+                    );
+                    assert_eq!(together.reason, alone.get_ref().reason, "{round} {item:?}");
+                    assert_eq!(
+                        together.contractor_id,
+                        alone.get_ref().contractor_id,
+                        "{round} {item:?}"
+                    );
+                }
+                (Outcome::Error(together), Err(alone)) => {
+                    assert_eq!(
+                        together.code,
+                        alone.code() as i32,
+                        "{round} {item:?}: {alone:?}"
+                    );
+                }
+                (together, alone) => {
+                    panic!("{round} {item:?}: batch {together:?}, alone {alone:?}")
+                }
             }
-            (Outcome::Error(together), Err(alone)) => {
-                assert_eq!(together.code, alone.code() as i32, "{item:?}: {alone:?}");
-            }
-            (together, alone) => panic!("{item:?}: batch {together:?}, alone {alone:?}"),
         }
     }
 }

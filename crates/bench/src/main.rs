@@ -118,13 +118,19 @@ enum Scenario {
     AssociateByPin,
     /// CheckPermissions of 100 checks that are all denied: the denied-check trail's load.
     DeniedBatch,
+    /// CheckPermissions of 100 checks by application, half of them allowed.
+    BatchByApplication,
+    /// CheckPermissions of 100 checks, every other one by application.
+    MixedBatch,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 9] = [
         Scenario::Check,
         Scenario::CheckByApplication,
         Scenario::Batch,
+        Scenario::BatchByApplication,
+        Scenario::MixedBatch,
         Scenario::ListAccessible,
         Scenario::SetPermissions,
         Scenario::AssociateByPin,
@@ -140,6 +146,8 @@ impl Scenario {
             Scenario::SetPermissions => "set-permissions",
             Scenario::AssociateByPin => "associate-by-pin",
             Scenario::DeniedBatch => "denied-batch",
+            Scenario::BatchByApplication => "batch-by-application",
+            Scenario::MixedBatch => "mixed-batch",
         }
     }
 }
@@ -287,7 +295,10 @@ impl Sample {
     fn serves(&self, scenario: Scenario) -> bool {
         match scenario {
             Scenario::Check | Scenario::Batch | Scenario::ListAccessible => !self.checks.is_empty(),
-            Scenario::CheckByApplication => !self.applications.is_empty(),
+            Scenario::CheckByApplication | Scenario::BatchByApplication => {
+                !self.applications.is_empty()
+            }
+            Scenario::MixedBatch => !self.checks.is_empty() && !self.applications.is_empty(),
             Scenario::SetPermissions => !self.managed.is_empty(),
             Scenario::AssociateByPin => !self.pins.is_empty(),
             Scenario::DeniedBatch => self.checks.iter().any(|c| !c.3),
@@ -474,15 +485,52 @@ fn check_request(entry: &(String, String, Permission, bool)) -> CheckPermissionR
     }
 }
 
+/// A check on an application, by the customer who may (`allowed`) or the one who may not.
+fn application_request(
+    entry: &(String, Permission, String, String),
+    allowed: bool,
+) -> CheckPermissionRequest {
+    let (application, permission, may, may_not) = entry;
+    CheckPermissionRequest {
+        customer_id: if allowed { may } else { may_not }.clone(),
+        permission: *permission as i32,
+        contractor_id: String::new(),
+        application_id: application.clone(),
+        at_least_revision: 0,
+    }
+}
+
+/// Checks on the account of each of `checks`, with the answers they must have.
+fn account_checks(
+    checks: &[(String, String, Permission, bool)],
+) -> Vec<(CheckPermissionRequest, bool)> {
+    checks.iter().map(|c| (check_request(c), c.3)).collect()
+}
+
+/// Checks on each of `applications`, by a customer who may and one who may not.
+fn application_checks(
+    applications: &[(String, Permission, String, String)],
+) -> Vec<(CheckPermissionRequest, bool)> {
+    applications
+        .iter()
+        .flat_map(|a| {
+            [
+                (application_request(a, true), true),
+                (application_request(a, false), false),
+            ]
+        })
+        .collect()
+}
+
 /// CheckPermissions of `BATCH_ITEMS` checks drawn from `checks`, every answer verified.
-fn batch_call(checks: Vec<(String, String, Permission, bool)>) -> Call {
+fn batch_call(checks: Vec<(CheckPermissionRequest, bool)>) -> Call {
     Arc::new(move |channel: Authed, n| {
-        let entries: Vec<&(String, String, Permission, bool)> = (0..BATCH_ITEMS as u64)
+        let entries: Vec<&(CheckPermissionRequest, bool)> = (0..BATCH_ITEMS as u64)
             .map(|i| &checks[spread(n * BATCH_ITEMS as u64 + i, checks.len())])
             .collect();
-        let expected: Vec<bool> = entries.iter().map(|e| e.3).collect();
+        let expected: Vec<bool> = entries.iter().map(|e| e.1).collect();
         let request = CheckPermissionsRequest {
-            items: entries.into_iter().map(check_request).collect(),
+            items: entries.into_iter().map(|e| e.0.clone()).collect(),
         };
         Box::pin(async move {
             let results = PermissionServiceClient::new(channel)
@@ -542,20 +590,9 @@ fn scenario_call(
             })
         }),
         Scenario::CheckByApplication => Arc::new(move |channel: Authed, n| {
-            let (application, permission, may, may_not) =
-                &sample.applications[spread(n, sample.applications.len())];
+            let entry = &sample.applications[spread(n, sample.applications.len())];
             let expected = n % 2 == 0;
-            let request = CheckPermissionRequest {
-                customer_id: if expected {
-                    may.clone()
-                } else {
-                    may_not.clone()
-                },
-                permission: *permission as i32,
-                contractor_id: String::new(),
-                application_id: application.clone(),
-                at_least_revision: 0,
-            };
+            let request = application_request(entry, expected);
             Box::pin(async move {
                 let decision = PermissionServiceClient::new(channel)
                     .check_permission(request)
@@ -572,9 +609,26 @@ fn scenario_call(
                 }
             })
         }),
-        Scenario::Batch => batch_call(sample.checks.clone()),
-        Scenario::DeniedBatch => {
-            batch_call(sample.checks.iter().filter(|c| !c.3).cloned().collect())
+        Scenario::Batch => batch_call(account_checks(&sample.checks)),
+        Scenario::DeniedBatch => batch_call(
+            account_checks(&sample.checks)
+                .into_iter()
+                .filter(|c| !c.1)
+                .collect(),
+        ),
+        Scenario::BatchByApplication => batch_call(application_checks(&sample.applications)),
+        Scenario::MixedBatch => {
+            let accounts = account_checks(&sample.checks);
+            let applications = application_checks(&sample.applications);
+            let mixed = (0..accounts.len().max(applications.len()))
+                .flat_map(|i| {
+                    [
+                        accounts[i % accounts.len()].clone(),
+                        applications[i % applications.len()].clone(),
+                    ]
+                })
+                .collect();
+            batch_call(mixed)
         }
         Scenario::ListAccessible => Arc::new(move |channel: Authed, n| {
             let (customer, _, permission, _) = &sample.checks[spread(n, sample.checks.len())];

@@ -15,7 +15,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
-use crate::cache::Entry;
+use crate::cache::{AppLinks, Claimed, Entry, MOST_LINKS};
 use crate::contractors::stored_permissions;
 use crate::entity::{
     application_link as link, contractor, customer, legacy_application, legacy_customer,
@@ -183,8 +183,28 @@ impl Store {
         {
             return Ok(outcome);
         }
+        if let CheckTarget {
+            contractor_id: None,
+            application_id: Some(application_id),
+        } = target
+        {
+            if let Some(outcome) =
+                self.cached_app_check(customer_id, permission, application_id, at_least)
+            {
+                return Ok(outcome);
+            }
+            if let Some(outcome) = self
+                .read_app_check(customer_id, permission, application_id)
+                .await?
+            {
+                return Ok(outcome);
+            }
+        }
         // One statement, so one snapshot: the revision and what the rule reads agree.
         let mut probe = probe(&self.db, customer_id, target.contractor_id).await?;
+        if probe.customer_found {
+            self.changes.cache.put_customer(customer_id);
+        }
         if let Some(contractor_id) = only_account
             && probe.customer_found
             && probe.contractor_found
@@ -296,7 +316,7 @@ impl Store {
     ) -> Option<CheckOutcome> {
         if !self.changes.cache_serves(at_least) {
             // Not fresh enough to answer: read from the database, like any other miss.
-            self.changes.cache.count_miss();
+            self.changes.cache.count(false);
             return None;
         }
         let hit = self.changes.cache.get(customer_id, contractor_id)?;
@@ -305,6 +325,170 @@ impl Store {
             contractor_id: Some(contractor_id.to_owned()),
             revision: hit.revision,
         })
+    }
+
+    /// The answer to a check on an application alone from the check cache, when the cache may
+    /// answer for `at_least` and holds all it needs: the application's links, the customer's
+    /// grant on each linked account, and (when no grant allows and the application has legacy
+    /// owners) the records the customer claimed. Counted as one hit or one miss.
+    fn cached_app_check(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        application_id: &str,
+        at_least: Revision,
+    ) -> Option<CheckOutcome> {
+        let cache = &self.changes.cache;
+        let found = self
+            .changes
+            .cache_serves(at_least)
+            .then(|| {
+                // Read first: every entry present afterwards, and read at or before it, holds
+                // at this revision; one read later (ahead of the tail) is not used.
+                let applied = cache.applied();
+                if !cache.knows_customer(customer_id) {
+                    return None;
+                }
+                let links = cache
+                    .app(application_id)
+                    .filter(|l| l.revision <= applied)?;
+                let mut linked = Vec::with_capacity(links.accounts.len());
+                for account in links.accounts.iter() {
+                    let entry = cache
+                        .entry(customer_id, account)
+                        .filter(|e| e.revision <= applied)?;
+                    if entry.grant.is_some() {
+                        linked.push((account.as_str(), entry.grant));
+                    }
+                }
+                let (reason, contractor_id) =
+                    decide_app(permission, &linked, &links.owners, || {
+                        let claimed = cache
+                            .claimed(customer_id)
+                            .filter(|c| c.revision <= applied)?;
+                        Some(claimed.records)
+                    })?;
+                Some(CheckOutcome {
+                    reason,
+                    contractor_id,
+                    revision: applied,
+                })
+            })
+            .flatten();
+        cache.count(found.is_some());
+        found
+    }
+
+    /// A check on an application alone from the database, keeping what it read in the check
+    /// cache: the revision and the customer, the application's links and legacy owners, the
+    /// customer's grants on the linked accounts, and (only when needed) the records the
+    /// customer claimed. `None` for an application linked to more accounts than the cache
+    /// keeps (`check` reads those from the customer's memberships).
+    async fn read_app_check(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        application_id: &str,
+    ) -> Result<Option<CheckOutcome>> {
+        let cache = &self.changes.cache;
+        let probe = probe(&self.db, customer_id, None).await?;
+        if !probe.customer_found {
+            return Err(Rule::not_found("customer", customer_id).into());
+        }
+        cache.put_customer(customer_id);
+        let revision = probe.revision;
+        let accounts: Vec<String> = link::Entity::find()
+            .filter(link::Column::ApplicationId.eq(application_id))
+            .select_only()
+            .column(link::Column::ContractorId)
+            .order_by_asc(link::Column::ContractorId)
+            .limit(u64::try_from(MOST_LINKS + 1).unwrap_or(u64::MAX))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if accounts.len() > MOST_LINKS {
+            return Ok(None);
+        }
+        let owners: Vec<String> = legacy_application::Entity::find()
+            .filter(legacy_application::Column::ApplicationId.eq(application_id))
+            .select_only()
+            .column(legacy_application::Column::LegacyCustomerId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let grants: HashMap<String, Grant> = if accounts.is_empty() {
+            HashMap::new()
+        } else {
+            member::Entity::find()
+                .filter(member::Column::CustomerId.eq(customer_id))
+                .filter(member::Column::ContractorId.is_in(accounts.iter().map(String::as_str)))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let grant = Grant {
+                        permissions: stored_permissions(m.permissions),
+                        expire_time: m.expire_time,
+                    };
+                    (m.contractor_id, grant)
+                })
+                .collect()
+        };
+        for account in &accounts {
+            cache.put(
+                customer_id,
+                account,
+                Entry {
+                    revision,
+                    grant: grants.get(account).copied(),
+                },
+            );
+        }
+        let linked: Vec<(&str, Option<Grant>)> = accounts
+            .iter()
+            .filter_map(|account| Some((account.as_str(), Some(*grants.get(account)?))))
+            .collect();
+        let claimed = if owners.is_empty() || {
+            let (reason, _) = decision::decide_for_application(permission, &linked, now());
+            reason.allows()
+        } {
+            None
+        } else {
+            let records: Vec<String> = legacy_customer::Entity::find()
+                .filter(legacy_customer::Column::CustomerId.eq(customer_id))
+                .select_only()
+                .column(legacy_customer::Column::LegacyCustomerId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            let claimed = Claimed {
+                revision,
+                records: records.into(),
+            };
+            cache.put_claimed(customer_id, claimed.clone());
+            Some(claimed.records)
+        };
+        let owners: std::sync::Arc<[String]> = owners.into();
+        cache.put_app(
+            application_id,
+            AppLinks {
+                revision,
+                accounts: accounts.clone().into(),
+                owners: owners.clone(),
+            },
+        );
+        let Some((reason, contractor_id)) =
+            decide_app(permission, &linked, &owners, || claimed.clone())
+        else {
+            return Err(Error::Internal(
+                "a check by application read no claimed records where it needed them".into(),
+            ));
+        };
+        Ok(Some(CheckOutcome {
+            reason,
+            contractor_id,
+            revision,
+        }))
     }
 
     /// Decides many checks that each name an account (and no application): those the check
@@ -425,6 +609,31 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Decides a check on an application from what was read of it: the customer's grants on its
+/// linked accounts (where associated, in account order) and, when none allows, whether the
+/// application is the customer's own through a legacy record it claimed (`claimed` is asked
+/// only then, and only when the application has legacy `owners`; `None` when it cannot tell).
+fn decide_app(
+    permission: Permission,
+    linked: &[(&str, Option<Grant>)],
+    owners: &[String],
+    claimed: impl FnOnce() -> Option<std::sync::Arc<[String]>>,
+) -> Option<(Reason, Option<String>)> {
+    let (reason, contractor) = decision::decide_for_application(permission, linked, now());
+    if !reason.allows() && !owners.is_empty() {
+        let claimed = claimed()?;
+        if owners.iter().any(|owner| claimed.contains(owner)) {
+            return Some((Reason::OwnApplication, None));
+        }
+    }
+    let contractor_id = if reason == Reason::ApplicationNotLinked {
+        None
+    } else {
+        contractor.map(|c| (*c).to_owned())
+    };
+    Some((reason, contractor_id))
 }
 
 /// One check of a batch that names an account and no application.

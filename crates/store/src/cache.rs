@@ -6,16 +6,22 @@
 //! audited change is kept: the customer and the account both exist and the account was not merged
 //! away (unknown ids are read from the database each time; merged accounts are rare).
 //!
+//! Beside the grants it keeps what checks by application read besides them: the accounts an
+//! application is linked to (up to `MOST_LINKS`; an application linked more widely is read from
+//! the database each time) with the legacy records that own it, the legacy records each
+//! customer has claimed, and which customers exist. A link, an unlink, a merge or an import
+//! drops what it changed, as a change to an account drops the account's grants.
+//!
 //! Consistency: an entry read at revision `R` holds for every revision from `R` up to the one
 //! the tail has applied, because the tail drops it before it moves past a change to its account.
 //! A read that raced a change is not kept: an entry goes in only when it was read at or after
 //! every revision the tail has begun to apply (`applying`), under the same lock the tail drops
 //! entries with.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mandate_domain::membership::Grant;
 
@@ -23,6 +29,41 @@ use crate::records::Revision;
 
 /// Shards, so that checks on different accounts rarely wait for one another.
 const SHARDS: usize = 16;
+/// The most accounts an application may be linked to for its links to be kept.
+pub(crate) const MOST_LINKS: usize = 64;
+
+/// What was read of an application: the accounts it is linked to, and the legacy customer
+/// records that own it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppLinks {
+    /// The revision it was read at.
+    pub revision: Revision,
+    /// The accounts, in id order.
+    pub accounts: Arc<[String]>,
+    /// The legacy customer records the application belongs to.
+    pub owners: Arc<[String]>,
+}
+
+/// The legacy customer records a customer has claimed, as read at `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pub revision: Revision,
+    pub records: Arc<[String]>,
+}
+
+/// One shard of what is kept by application.
+#[derive(Default)]
+struct AppShard {
+    apps: HashMap<String, AppLinks>,
+}
+
+/// One shard of what is kept by customer: the records each has claimed, and that it exists
+/// (customers are never deleted).
+#[derive(Default)]
+struct CustomerShard {
+    claimed: HashMap<u128, Claimed>,
+    known: HashSet<u128>,
+}
 
 /// What was read of one customer on one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +101,8 @@ pub(crate) struct CheckCache {
     applied: AtomicI64,
     hits: AtomicU64,
     misses: AtomicU64,
+    apps: Vec<Mutex<AppShard>>,
+    customers: Vec<Mutex<CustomerShard>>,
 }
 
 /// A cache key's part from an id: Mandate's ids are UUIDs; anything else is not cached.
@@ -79,6 +122,8 @@ impl CheckCache {
             applied: AtomicI64::new(revision),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            apps: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            customers: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -100,31 +145,175 @@ impl CheckCache {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// The grant of `customer_id` on `contractor_id`, when it is cached.
+    /// The grant of `customer_id` on `contractor_id`, when it is cached; counted as a hit or
+    /// a miss.
     pub fn get(&self, customer_id: &str, contractor_id: &str) -> Option<Hit> {
-        let found = (|| {
-            let (account, customer) = (key(contractor_id)?, key(customer_id)?);
-            // Read before the entry: an entry present now was not dropped by any change up to
-            // `applied`.
-            let applied = self.applied();
-            let entry = *self.lock(account).accounts.get(&account)?.get(&customer)?;
-            Some(Hit {
-                grant: entry.grant,
-                revision: entry.revision.max(applied),
-            })
-        })();
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let found = self.peek(customer_id, contractor_id);
+        self.count(found.is_some());
         found
     }
 
-    /// Counts a check the cache was not asked, being behind what the check needs.
-    pub fn count_miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
+    /// `get`, uncounted.
+    fn peek(&self, customer_id: &str, contractor_id: &str) -> Option<Hit> {
+        // Read before the entry: an entry present now was not dropped by any change up to
+        // `applied`.
+        let applied = self.applied();
+        let entry = self.entry(customer_id, contractor_id)?;
+        Some(Hit {
+            grant: entry.grant,
+            revision: entry.revision.max(applied),
+        })
+    }
+
+    /// The entry of `customer_id` on `contractor_id` as it was read: one of the several reads
+    /// of a check by application, which uses only entries read at or before the revision the
+    /// tail had applied when it began, so that all of them hold at that one revision.
+    pub fn entry(&self, customer_id: &str, contractor_id: &str) -> Option<Entry> {
+        let (account, customer) = (key(contractor_id)?, key(customer_id)?);
+        self.lock(account)
+            .accounts
+            .get(&account)?
+            .get(&customer)
+            .copied()
+    }
+
+    /// Counts a check the cache answered (`true`) or could not.
+    pub fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn app_shard(&self, application_id: &str) -> std::sync::MutexGuard<'_, AppShard> {
+        let index =
+            usize::try_from(self.hasher.hash_one(application_id) % SHARDS as u64).unwrap_or(0);
+        self.apps[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn customer_shard(&self, customer: u128) -> std::sync::MutexGuard<'_, CustomerShard> {
+        let index = usize::try_from(self.hasher.hash_one(customer) % SHARDS as u64).unwrap_or(0);
+        self.customers[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What is kept of `application_id`'s links.
+    pub fn app(&self, application_id: &str) -> Option<AppLinks> {
+        self.app_shard(application_id)
+            .apps
+            .get(application_id)
+            .cloned()
+    }
+
+    /// Keeps `links` of `application_id`, unless they are too many or the tail has begun to
+    /// apply a later change.
+    pub fn put_app(&self, application_id: &str, links: AppLinks) {
+        if self.shard_capacity == 0 || links.accounts.len() > MOST_LINKS {
+            return;
+        }
+        let mut shard = self.app_shard(application_id);
+        if links.revision < self.applying.load(Ordering::Acquire) {
+            return;
+        }
+        if shard.apps.len() >= self.shard_capacity {
+            let keep = self.shard_capacity - self.shard_capacity / 10;
+            let dropped: Vec<String> = shard.apps.keys().skip(keep).cloned().collect();
+            for app in dropped {
+                shard.apps.remove(&app);
+            }
+        }
+        shard.apps.insert(application_id.to_owned(), links);
+    }
+
+    /// Drops what is kept of `application_id`.
+    pub fn drop_app(&self, application_id: &str) {
+        self.app_shard(application_id).apps.remove(application_id);
+    }
+
+    /// Drops what is kept of every application, and of every customer's claimed records.
+    pub fn clear_apps(&self) {
+        for shard in &self.apps {
+            shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .apps
+                .clear();
+        }
+        for shard in &self.customers {
+            shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .claimed
+                .clear();
+        }
+    }
+
+    /// The legacy records `customer_id` has claimed, when they are kept.
+    pub fn claimed(&self, customer_id: &str) -> Option<Claimed> {
+        let customer = key(customer_id)?;
+        self.customer_shard(customer)
+            .claimed
+            .get(&customer)
+            .cloned()
+    }
+
+    /// Keeps the records `customer_id` has claimed, unless the tail has begun to apply a later
+    /// change.
+    pub fn put_claimed(&self, customer_id: &str, claimed: Claimed) {
+        let Some(customer) = key(customer_id) else {
+            return;
+        };
+        if self.shard_capacity == 0 {
+            return;
+        }
+        let mut shard = self.customer_shard(customer);
+        if claimed.revision < self.applying.load(Ordering::Acquire) {
+            return;
+        }
+        if shard.claimed.len() >= self.shard_capacity {
+            shard.claimed.clear();
+        }
+        shard.claimed.insert(customer, claimed);
+    }
+
+    /// Drops the records kept for `customer_id` (all of them when it is no id).
+    pub fn drop_claimed(&self, customer_id: Option<&str>) {
+        match customer_id.and_then(key) {
+            Some(customer) => {
+                self.customer_shard(customer).claimed.remove(&customer);
+            }
+            None => {
+                for shard in &self.customers {
+                    shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .claimed
+                        .clear();
+                }
+            }
+        }
+    }
+
+    /// Whether `customer_id` is known to exist.
+    pub fn knows_customer(&self, customer_id: &str) -> bool {
+        key(customer_id)
+            .is_some_and(|customer| self.customer_shard(customer).known.contains(&customer))
+    }
+
+    /// Notes that `customer_id` exists.
+    pub fn put_customer(&self, customer_id: &str) {
+        let Some(customer) = key(customer_id) else {
+            return;
+        };
+        if self.shard_capacity == 0 {
+            return;
+        }
+        let mut shard = self.customer_shard(customer);
+        if shard.known.len() >= self.shard_capacity {
+            shard.known.clear();
+        }
+        shard.known.insert(customer);
     }
 
     /// Keeps what was read at `entry.revision`, unless the tail has begun to apply a later change
@@ -172,8 +361,9 @@ impl CheckCache {
         }
     }
 
-    /// Drops every entry.
+    /// Drops every entry, of grants and of applications.
     pub fn clear(&self) {
+        self.clear_apps();
         for shard in &self.shards {
             let mut shard = shard
                 .lock()
@@ -199,6 +389,16 @@ impl CheckCache {
                     s.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .len
+                })
+                .sum(),
+            applications: self
+                .apps
+                .iter()
+                .map(|s| {
+                    s.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .apps
+                        .len()
                 })
                 .sum(),
             hits: self.hits.load(Ordering::Relaxed),
@@ -231,6 +431,8 @@ impl Shard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
     pub entries: usize,
+    /// Applications whose links are held.
+    pub applications: usize,
     pub hits: u64,
     pub misses: u64,
 }
@@ -303,5 +505,94 @@ mod tests {
         let off = CheckCache::new(0, 1);
         off.put(CUSTOMER, ACCOUNT, entry(1));
         assert_eq!(off.get(CUSTOMER, ACCOUNT), None);
+    }
+
+    fn links(revision: Revision, accounts: &[&str]) -> AppLinks {
+        AppLinks {
+            revision,
+            accounts: accounts.iter().map(|a| (*a).to_owned()).collect(),
+            owners: Arc::from(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn an_applications_links_are_kept_until_a_change_drops_them() {
+        let cache = CheckCache::new(100, 1);
+        cache.put_app("24-000001 BLD", links(1, &[ACCOUNT]));
+        assert_eq!(cache.app("24-000001 BLD"), Some(links(1, &[ACCOUNT])));
+        assert_eq!(cache.stats().applications, 1);
+        cache.drop_app("24-000001 BLD");
+        assert_eq!(cache.app("24-000001 BLD"), None);
+        cache.put_app("24-000002 BLD", links(1, &[ACCOUNT]));
+        cache.put_claimed(
+            CUSTOMER,
+            Claimed {
+                revision: 1,
+                records: Arc::from(vec!["L-1".to_owned()]),
+            },
+        );
+        cache.clear_apps();
+        assert_eq!(cache.app("24-000002 BLD"), None);
+        assert_eq!(cache.claimed(CUSTOMER), None);
+    }
+
+    #[test]
+    fn links_read_before_a_change_being_applied_or_too_many_are_not_kept() {
+        let cache = CheckCache::new(100, 5);
+        cache.begin(6);
+        cache.put_app("24-000001 BLD", links(5, &[ACCOUNT]));
+        assert_eq!(cache.app("24-000001 BLD"), None);
+        let many: Vec<String> = (0..=MOST_LINKS)
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        cache.put_app("24-000002 BLD", links(6, &many));
+        assert_eq!(cache.app("24-000002 BLD"), None);
+        cache.put_app("24-000002 BLD", links(6, &many[..MOST_LINKS]));
+        assert!(cache.app("24-000002 BLD").is_some());
+    }
+
+    #[test]
+    fn claimed_records_are_dropped_for_their_customer_alone() {
+        let cache = CheckCache::new(100, 1);
+        let other = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6d";
+        let claimed = Claimed {
+            revision: 1,
+            records: Arc::from(vec!["L-1".to_owned()]),
+        };
+        cache.put_claimed(CUSTOMER, claimed.clone());
+        cache.put_claimed(other, claimed.clone());
+        cache.drop_claimed(Some(CUSTOMER));
+        assert_eq!(cache.claimed(CUSTOMER), None);
+        assert_eq!(cache.claimed(other), Some(claimed));
+        cache.drop_claimed(None);
+        assert_eq!(cache.claimed(other), None);
+    }
+
+    #[test]
+    fn what_is_kept_by_application_and_customer_stays_within_the_capacity() {
+        let cache = CheckCache::new(160, 1);
+        for n in 0..5_000 {
+            cache.put_app(&format!("24-{n:06} BLD"), links(1, &[ACCOUNT]));
+            let customer = uuid::Uuid::now_v7().to_string();
+            cache.put_customer(&customer);
+            cache.put_claimed(
+                &customer,
+                Claimed {
+                    revision: 1,
+                    records: Arc::from(Vec::new()),
+                },
+            );
+        }
+        assert!(cache.stats().applications <= 160, "{:?}", cache.stats());
+        let customers: usize = cache
+            .customers
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap();
+                s.known.len().max(s.claimed.len())
+            })
+            .sum();
+        assert!(customers <= 160, "{customers}");
     }
 }

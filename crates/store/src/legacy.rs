@@ -16,8 +16,8 @@ use sea_orm::{
 use crate::contractors::new_account;
 use crate::entity::{application_link as link, contractor, legacy_application, legacy_customer};
 use crate::{
-    Actor, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, new_id, now,
-    record_change,
+    Actor, Change, ChangeKind, Committed, Customer, Error, Result, Revision, SealedPin, Store,
+    new_id, now, record_change,
 };
 
 /// Rows written per statement: well under both databases' limits on bound values.
@@ -321,8 +321,18 @@ impl Store {
         let revision = record_change(&txn, actor, change).await?;
         outcome.revision = Some(revision);
         before_commit(&outcome)?;
-        self.commit_recorded(txn, revision, ChangeKind::LegacyImported, None, &[])
-            .await?;
+        self.commit_recorded(
+            txn,
+            revision,
+            &Committed {
+                kind: ChangeKind::LegacyImported,
+                contractor_id: None,
+                absorbed: &[],
+                application_id: None,
+                customer_id: None,
+            },
+        )
+        .await?;
         Ok(outcome)
     }
 

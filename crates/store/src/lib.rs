@@ -61,6 +61,7 @@ pub use staff::ContractorQuery;
 pub use tail::Subscription;
 
 use audit::{Change, record_change};
+use tail::Committed;
 
 /// Held while this process migrates, so that processes starting together take turns.
 enum Turn {
@@ -583,35 +584,32 @@ impl Store {
         actor: &Actor,
         change: Change<'_>,
     ) -> Result<Revision> {
-        let (kind, contractor_id, absorbed) = (
-            change.kind,
-            change.contractor_id,
-            change.absorbed_contractor_ids,
-        );
+        let committed = Committed {
+            kind: change.kind,
+            contractor_id: change.contractor_id,
+            absorbed: change.absorbed_contractor_ids,
+            application_id: change.application_id,
+            customer_id: change.customer_id,
+        };
         let _turn = self.commit_turn.lock().await;
         let revision = record_change(&txn, actor, change).await?;
-        self.commit_recorded(txn, revision, kind, contractor_id, absorbed)
-            .await?;
+        self.commit_recorded(txn, revision, &committed).await?;
         Ok(revision)
     }
 
-    /// Commits a transaction whose changes are recorded, the last at `revision` of `kind` to
-    /// `contractor_id` (absorbing `absorbed`), and tells this replica's change tail; as
-    /// `commit_change`.
+    /// Commits a transaction whose changes are recorded, the last at `revision` being
+    /// `committed`, and tells this replica's change tail; as `commit_change`.
     async fn commit_recorded(
         &self,
         txn: DatabaseTransaction,
         revision: Revision,
-        kind: ChangeKind,
-        contractor_id: Option<&str>,
-        absorbed: &[String],
+        committed: &Committed<'_>,
     ) -> Result<()> {
         if let Err(err) = txn.commit().await {
             tracing::error!(revision, error = %err, "a commit failed; nothing was acknowledged");
             return Err(err.into());
         }
-        self.changes
-            .committed(revision, kind, contractor_id, absorbed);
+        self.changes.committed(revision, committed);
         self.check_file()
     }
 

@@ -32,6 +32,15 @@ const FANOUT: usize = 4096;
 /// connection.
 const RECONNECT: Duration = Duration::from_secs(1);
 
+/// What a commit through this process changed, as the cache must forget it.
+pub(crate) struct Committed<'a> {
+    pub kind: ChangeKind,
+    pub contractor_id: Option<&'a str>,
+    pub absorbed: &'a [String],
+    pub application_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+}
+
 /// What the tail shares with the checks and feeds of its replica.
 pub(crate) struct Changes {
     pub cache: CheckCache,
@@ -61,20 +70,39 @@ impl Changes {
     /// the accounts it absorbed): the cache forgets the account at once, so that this replica
     /// reads its own writes, and keeps no read from before `revision`; the tail is woken to
     /// apply the changes (it forgets precisely what each changed).
-    pub fn committed(
-        &self,
-        revision: Revision,
-        kind: ChangeKind,
-        contractor_id: Option<&str>,
-        absorbed: &[String],
-    ) {
+    pub fn committed(&self, revision: Revision, change: &Committed<'_>) {
         self.cache.begin(revision);
         // Whatever its kind, a change naming an account may come with others to that account
         // in the same transaction (a removal with a new PIN).
-        if contractor_id.is_some() || !kind.leaves_grants() {
-            self.forget(contractor_id, absorbed);
+        if change.contractor_id.is_some() || !change.kind.leaves_grants() {
+            self.forget(change.contractor_id, change.absorbed);
         }
+        self.forget_applications(change.kind, change.application_id, change.customer_id);
         self.wake.notify_one();
+    }
+
+    /// Drops what the cache holds of the applications and claimed records a change of `kind`
+    /// changed: a link or an unlink its application; a merge, an import or a seed every
+    /// application (links moved or were added); a customer claiming a legacy record that
+    /// customer's claimed records.
+    fn forget_applications(
+        &self,
+        kind: ChangeKind,
+        application_id: Option<&str>,
+        customer_id: Option<&str>,
+    ) {
+        match kind {
+            ChangeKind::ApplicationLinked | ChangeKind::ApplicationUnlinked => match application_id
+            {
+                Some(application_id) => self.cache.drop_app(application_id),
+                None => self.cache.clear_apps(),
+            },
+            ChangeKind::ContractorsMerged | ChangeKind::LegacyImported | ChangeKind::Seeded => {
+                self.cache.clear_apps();
+            }
+            ChangeKind::LegacyCustomerLinked => self.cache.drop_claimed(customer_id),
+            _ => {}
+        }
     }
 
     /// Drops what the cache holds of `contractor_id` and `absorbed`; everything without an
@@ -120,6 +148,11 @@ impl Changes {
                 &event.absorbed_contractor_ids,
             );
         }
+        self.forget_applications(
+            event.kind,
+            event.application_id.as_deref(),
+            event.customer_id.as_deref(),
+        );
         self.cache.applied_through(event.revision);
         if event.kind != ChangeKind::PinRead {
             // No feed listening is not an error.
