@@ -6,8 +6,8 @@ use mandate_domain::membership::Grant;
 use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::permission::Permission;
 use mandate_store::{
-    AccountCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget, DeniedCheck,
-    Error as StoreError,
+    AccountCheck, ApplicationCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget,
+    DeniedCheck, Error as StoreError,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -130,6 +130,33 @@ impl PermissionApi {
                     .map_err(ApiError::from)
                     .and_then(|o| self.answer(asker, p, o)),
             );
+        }
+        // Those on an application alone, together too; one linked too widely is left to be
+        // decided alone, below.
+        let on_applications: Vec<(usize, &ParsedCheck)> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i, p)))
+            .filter(|(_, p)| p.contractor_id.is_none())
+            .collect();
+        let together: Vec<ApplicationCheck<'_>> = on_applications
+            .iter()
+            .filter_map(|(_, p)| {
+                Some(ApplicationCheck {
+                    customer_id: &p.customer_id,
+                    permission: p.permission,
+                    application_id: p.application_id.as_deref()?,
+                    at_least: p.at_least,
+                })
+            })
+            .collect();
+        let outcomes = self.0.store.check_applications(&together).await?;
+        for ((i, p), outcome) in on_applications.iter().zip(outcomes) {
+            decided[*i] = outcome.map(|outcome| {
+                outcome
+                    .map_err(ApiError::from)
+                    .and_then(|o| self.answer(asker, p, o))
+            });
         }
         let mut answers = Vec::with_capacity(items.len());
         for ((item, parsed), decided) in items.iter().zip(parsed).zip(decided) {

@@ -9,8 +9,8 @@ use chrono::{Duration, Utc};
 use mandate::ops::legacy::{ImportFiles, Summary};
 use mandate::pb::Permission::Apply;
 use mandate::pb::{
-    AssociateByPinRequest, CheckReason, LinkLegacyCustomerRequest,
-    ListAccessibleApplicationsRequest,
+    AssociateByPinRequest, CheckPermissionRequest, CheckPermissionsRequest, CheckReason,
+    LinkLegacyCustomerRequest, ListAccessibleApplicationsRequest, check_permissions_result,
 };
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -256,6 +256,41 @@ async fn the_sample_import_creates_accounts_records_and_links_once(backend: Back
         .map(|a| (a.application_id.as_str(), a.contractor_id.as_str()))
         .collect();
     assert_eq!(listed, [("24-100101 BLD", "")]);
+    // In a batch, read together (cold), then from the cache (warm), then one at a time.
+    for _ in 0..2 {
+        let batch = app
+            .permissions
+            .check_permissions(CheckPermissionsRequest {
+                items: ["24-100101 BLD", "24-100103 PLB"]
+                    .into_iter()
+                    .map(|permit| CheckPermissionRequest {
+                        customer_id: sam.clone(),
+                        permission: Apply as i32,
+                        contractor_id: String::new(),
+                        application_id: permit.to_owned(),
+                        at_least_revision: 0,
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("a batch")
+            .into_inner()
+            .results;
+        let decisions: Vec<(bool, i32)> = batch
+            .into_iter()
+            .map(|result| match result.outcome {
+                Some(check_permissions_result::Outcome::Decision(d)) => (d.allowed, d.reason),
+                other => panic!("a decision: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                (true, CheckReason::OwnApplication as i32),
+                (false, CheckReason::ApplicationNotLinked as i32)
+            ]
+        );
+    }
     let own = app
         .check(&sam, Apply, "", "24-100101 BLD")
         .await

@@ -491,6 +491,160 @@ impl Store {
         }))
     }
 
+    /// Decides many checks that each name an application (and no account): those the check
+    /// cache can answer from it, the others with a few statements for all of them, whatever
+    /// their number: the revision, the customers, the applications' links and legacy owners,
+    /// the customers' grants on the linked accounts, and (when an application has legacy owners)
+    /// the records the customers claimed. Each check's outcome in the order given, or why it
+    /// cannot be decided (an unknown customer); `None` for a check on an application linked to
+    /// more accounts than the cache keeps, to be decided alone (`check`).
+    pub async fn check_applications(
+        &self,
+        checks: &[ApplicationCheck<'_>],
+    ) -> Result<Vec<Option<Result<CheckOutcome>>>> {
+        let mut outcomes: Vec<Option<Result<CheckOutcome>>> = checks
+            .iter()
+            .map(|c| {
+                self.cached_app_check(c.customer_id, c.permission, c.application_id, c.at_least)
+                    .map(Ok)
+            })
+            .collect();
+        let missed: Vec<usize> = (0..checks.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        if missed.is_empty() {
+            return Ok(outcomes);
+        }
+        let cache = &self.changes.cache;
+        let revision = self.latest_revision().await?;
+        let customers: HashSet<&str> = missed.iter().map(|&i| checks[i].customer_id).collect();
+        let known: HashSet<String> = customer::Entity::find()
+            .filter(customer::Column::CustomerId.is_in(customers.iter().copied()))
+            .select_only()
+            .column(customer::Column::CustomerId)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let applications: HashSet<&str> =
+            missed.iter().map(|&i| checks[i].application_id).collect();
+        let read = read_apps(&self.db, &applications).await?;
+        let accounts: HashSet<&str> = read
+            .links
+            .values()
+            .filter(|links| links.len() <= MOST_LINKS)
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let grants: HashMap<(String, String), Grant> = if accounts.is_empty() || known.is_empty() {
+            HashMap::new()
+        } else {
+            member::Entity::find()
+                .filter(member::Column::CustomerId.is_in(known.iter().map(String::as_str)))
+                .filter(member::Column::ContractorId.is_in(accounts.iter().copied()))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let grant = Grant {
+                        permissions: stored_permissions(m.permissions),
+                        expire_time: m.expire_time,
+                    };
+                    ((m.customer_id, m.contractor_id), grant)
+                })
+                .collect()
+        };
+        let owned = read.owners.values().any(|owners| !owners.is_empty());
+        let mut claimed: HashMap<String, Vec<String>> = HashMap::new();
+        if owned && !known.is_empty() {
+            let rows: Vec<(Option<String>, String)> = legacy_customer::Entity::find()
+                .filter(legacy_customer::Column::CustomerId.is_in(known.iter().map(String::as_str)))
+                .select_only()
+                .column(legacy_customer::Column::CustomerId)
+                .column(legacy_customer::Column::LegacyCustomerId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (customer, record) in rows {
+                if let Some(customer) = customer {
+                    claimed.entry(customer).or_default().push(record);
+                }
+            }
+        }
+        // Keep what was read: the customers, each application's links and owners, every
+        // customer's grant on every linked account, and the records claimed.
+        for customer_id in &known {
+            cache.put_customer(customer_id);
+            if owned {
+                let records = claimed.get(customer_id).cloned().unwrap_or_default();
+                cache.put_claimed(
+                    customer_id,
+                    Claimed {
+                        revision,
+                        records: records.into(),
+                    },
+                );
+            }
+        }
+        let empty = Vec::new();
+        for application_id in &applications {
+            let links = read.links.get(*application_id).unwrap_or(&empty);
+            if links.len() > MOST_LINKS {
+                continue;
+            }
+            cache.put_app(
+                application_id,
+                AppLinks {
+                    revision,
+                    accounts: links.clone().into(),
+                    owners: read
+                        .owners
+                        .get(*application_id)
+                        .cloned()
+                        .unwrap_or_default()
+                        .into(),
+                },
+            );
+        }
+        for i in missed {
+            let check = checks[i];
+            if !known.contains(check.customer_id) {
+                outcomes[i] = Some(Err(Rule::not_found("customer", check.customer_id).into()));
+                continue;
+            }
+            let links = read.links.get(check.application_id).unwrap_or(&empty);
+            if links.len() > MOST_LINKS {
+                continue;
+            }
+            let mut linked: Vec<(&str, Option<Grant>)> = Vec::new();
+            for account in links {
+                let grant = grants
+                    .get(&(check.customer_id.to_owned(), account.clone()))
+                    .copied();
+                cache.put(check.customer_id, account, Entry { revision, grant });
+                if grant.is_some() {
+                    linked.push((account.as_str(), grant));
+                }
+            }
+            let owners = read.owners.get(check.application_id).unwrap_or(&empty);
+            let records = claimed.get(check.customer_id).cloned().unwrap_or_default();
+            let decided = decide_app(check.permission, &linked, owners, || Some(records.into()));
+            outcomes[i] = Some(
+                decided
+                    .map(|(reason, contractor_id)| CheckOutcome {
+                        reason,
+                        contractor_id,
+                        revision,
+                    })
+                    .ok_or_else(|| {
+                        Error::Internal("a batch check by application went undecided".into())
+                    }),
+            );
+        }
+        Ok(outcomes)
+    }
+
     /// Decides many checks that each name an account (and no application): those the check
     /// cache can answer from it, the others with a few statements for all of them instead of
     /// one round trip each: the revision first, then the customers, the accounts (following
@@ -636,6 +790,24 @@ fn decide_app(
     Some((reason, contractor_id))
 }
 
+/// One check of a batch that names an application and no account.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplicationCheck<'a> {
+    pub customer_id: &'a str,
+    pub permission: Permission,
+    pub application_id: &'a str,
+    /// The revision the answer must reflect at least.
+    pub at_least: Revision,
+}
+
+/// What a batch read of applications found, by application: its first `MOST_LINKS + 1` links
+/// (in account order) and its legacy owners.
+#[derive(Default)]
+struct AppsRead {
+    links: HashMap<String, Vec<String>>,
+    owners: HashMap<String, Vec<String>>,
+}
+
 /// One check of a batch that names an account and no application.
 #[derive(Debug, Clone, Copy)]
 pub struct AccountCheck<'a> {
@@ -644,6 +816,55 @@ pub struct AccountCheck<'a> {
     pub contractor_id: &'a str,
     /// The revision the answer must reflect at least.
     pub at_least: Revision,
+}
+
+/// The first `MOST_LINKS + 1` links of each of `applications` (in account order: enough to tell
+/// an application the cache keeps from one linked more widely), and their legacy owners, in two
+/// statements.
+async fn read_apps(db: &impl ConnectionTrait, applications: &HashSet<&str>) -> Result<AppsRead> {
+    let mut read = AppsRead::default();
+    if applications.is_empty() {
+        return Ok(read);
+    }
+    let backend = db.get_database_backend();
+    let placeholders: Vec<String> = (1..=applications.len())
+        .map(|n| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => format!("?{n}"),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT application_id, contractor_id FROM (SELECT application_id, contractor_id, \
+         ROW_NUMBER() OVER (PARTITION BY application_id ORDER BY contractor_id) AS n \
+         FROM application_links WHERE application_id IN ({})) ranked WHERE n <= {} \
+         ORDER BY application_id, contractor_id",
+        placeholders.join(", "),
+        MOST_LINKS + 1
+    );
+    let values: Vec<sea_orm::Value> = applications.iter().map(|a| (*a).into()).collect();
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        let application_id: String = row.try_get_by_index(0)?;
+        let contractor_id: String = row.try_get_by_index(1)?;
+        read.links
+            .entry(application_id)
+            .or_default()
+            .push(contractor_id);
+    }
+    let owners: Vec<(String, String)> = legacy_application::Entity::find()
+        .filter(legacy_application::Column::ApplicationId.is_in(applications.iter().copied()))
+        .select_only()
+        .column(legacy_application::Column::ApplicationId)
+        .column(legacy_application::Column::LegacyCustomerId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (application_id, record) in owners {
+        read.owners.entry(application_id).or_default().push(record);
+    }
+    Ok(read)
 }
 
 /// The applications linked to the accounts where `customer_id` holds one of the `allowing`

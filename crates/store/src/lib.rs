@@ -45,7 +45,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use applications::{AccountCheck, ApplicationCursor, CheckTarget};
+pub use applications::{AccountCheck, ApplicationCheck, ApplicationCursor, CheckTarget};
 pub use cache::CacheStats;
 pub use denials::{DeniedCheck, DeniedFold};
 pub use error::{Error, Result};
