@@ -6,6 +6,11 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 use mandate::cli::Cli;
 
+/// mimalloc rather than the system allocator: a call allocates and frees dozens of small
+/// buffers, and mimalloc's per-thread free lists make that cheaper (BENCHMARKS.md, issue #19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long a stopping server waits for its last spans to be exported.
 const FLUSH_WAIT: Duration = Duration::from_secs(3);
 

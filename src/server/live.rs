@@ -32,13 +32,13 @@ impl Collector for Live {
         counter(
             &mut encoder,
             "mandate_cache_hits",
-            "Checks answered from the check cache",
+            "Checks and lists of accessible applications answered from the check cache",
             cache.hits,
         )?;
         counter(
             &mut encoder,
             "mandate_cache_misses",
-            "Checks the check cache could not answer, read from the database",
+            "Checks and lists the check cache could not answer, read from the database",
             cache.misses,
         )?;
         gauge(

@@ -10,8 +10,8 @@ use chrono::Utc;
 use mandate::pb::Permission::{Apply, Pay};
 use mandate::pb::{
     CheckPermissionRequest, CheckPermissionsRequest, CheckReason, LinkApplicationRequest,
-    MergeContractorsRequest, UnlinkApplicationRequest, WatchChangesRequest,
-    check_permissions_result,
+    ListAccessibleApplicationsRequest, MergeContractorsRequest, UnlinkApplicationRequest,
+    WatchChangesRequest, check_permissions_result,
 };
 use mandate::pb::{Permission, permission_service_client::PermissionServiceClient};
 use tokio::task::JoinSet;
@@ -244,6 +244,85 @@ async fn links_unlinks_and_merges_through_one_replica_reach_the_others_checks_by
     assert_decision(&after, true, CheckReason::GrantedDirectly);
     assert_eq!(after.contractor_id, contractor);
     assert!(after.revision >= merged, "{after:?}");
+}
+
+/// The applications `customer` may act on with Pay, as `app` lists them (one page of 50).
+async fn accessible(app: &mut TestApp, customer: &str) -> Vec<String> {
+    app.permissions
+        .list_accessible_applications(ListAccessibleApplicationsRequest {
+            customer_id: customer.to_owned(),
+            permission: Pay as i32,
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await
+        .expect("a list")
+        .into_inner()
+        .applications
+        .into_iter()
+        .map(|a| a.application_id)
+        .collect()
+}
+
+/// Waits, at most the staleness bound (and a margin for a busy machine), until `replica`
+/// lists `expected` for `customer`; every list before it must be what held before the change.
+async fn lists_within_the_bound(
+    replica: &mut TestApp,
+    customer: &str,
+    before: &[&str],
+    expected: &[&str],
+) {
+    let deadline = Instant::now() + STALENESS * 5;
+    loop {
+        let listed = accessible(replica, customer).await;
+        if listed == expected {
+            return;
+        }
+        assert_eq!(
+            listed, before,
+            "only the list before the change, until it shows"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the list showed the change within the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// #19: the list of accessible applications comes from each replica's cache, and a link or a
+/// grant changed through one replica reaches the other's list within the staleness bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_grants_changed_through_one_replica_reach_the_others_lists() {
+    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
+    let (manager, associate, contractor, _pin) = a.story().await;
+    a.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let linked = set_link(&mut a, "24-900001 BLD", &contractor, true).await;
+    wait_until_applied(&b, linked).await;
+    assert_eq!(accessible(&mut b, &associate).await, ["24-900001 BLD"]);
+    let hits = b.store.cache_stats().hits;
+    for _ in 0..3 {
+        assert_eq!(accessible(&mut b, &associate).await, ["24-900001 BLD"]);
+    }
+    assert!(
+        b.store.cache_stats().hits >= hits + 3,
+        "B listed from its cache: {:?}",
+        b.store.cache_stats()
+    );
+    set_link(&mut a, "24-900002 BLD", &contractor, true).await;
+    lists_within_the_bound(
+        &mut b,
+        &associate,
+        &["24-900001 BLD"],
+        &["24-900001 BLD", "24-900002 BLD"],
+    )
+    .await;
+    a.set_permissions(&manager, &contractor, &associate, &[Apply])
+        .await
+        .unwrap();
+    lists_within_the_bound(&mut b, &associate, &["24-900001 BLD", "24-900002 BLD"], &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

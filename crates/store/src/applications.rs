@@ -15,7 +15,10 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
-use crate::cache::{AppLinks, Claimed, Entry, MOST_LINKS};
+use crate::cache::{
+    AccountApps, AppLinks, Claimed, Entry, MOST_ACCOUNT_APPS, MOST_LINKS, MOST_MEMBERSHIPS,
+    Memberships,
+};
 use crate::contractors::stored_permissions;
 use crate::entity::{
     application_link as link, contractor, customer, legacy_application, legacy_customer,
@@ -101,7 +104,16 @@ impl Store {
         size: u64,
         after: Option<&ApplicationCursor>,
     ) -> Result<Page<AccessibleApplication>> {
+        if let Some(page) = self.cached_accessible(customer_id, permission, size, after) {
+            return Ok(page);
+        }
         self.customer(customer_id).await?;
+        if let Some(page) = self
+            .read_accessible(customer_id, permission, size, after)
+            .await?
+        {
+            return Ok(page);
+        }
         // Every stored permission value that allows `permission` (Manage included).
         let allowing: Vec<i16> = (0..=PermissionSet::MANAGER.bits())
             .filter(|bits| PermissionSet::from_bits(*bits).allows(permission))
@@ -325,6 +337,127 @@ impl Store {
             contractor_id: Some(contractor_id.to_owned()),
             revision: hit.revision,
         })
+    }
+
+    /// A page of `accessible_applications` from the check cache, when it holds the customer's
+    /// memberships, each allowing account's applications, and the customer's claimed records
+    /// (and the customer claimed none: its own applications are read from the database).
+    /// Counted as one hit or one miss.
+    fn cached_accessible(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        size: u64,
+        after: Option<&ApplicationCursor>,
+    ) -> Option<Page<AccessibleApplication>> {
+        let cache = &self.changes.cache;
+        let found = self
+            .changes
+            .cache_serves(0)
+            .then(|| {
+                // As for a check by application: only what holds at the revision the tail had
+                // applied.
+                let applied = cache.applied();
+                let memberships = cache
+                    .memberships(customer_id)
+                    .filter(|m| m.revision <= applied)?;
+                let claimed = cache
+                    .claimed(customer_id)
+                    .filter(|c| c.revision <= applied)?;
+                if !claimed.records.is_empty() {
+                    return None;
+                }
+                page_of_accessible(&memberships.accounts, permission, size, after, |account| {
+                    let apps = cache
+                        .account_apps(account)
+                        .filter(|a| a.revision <= applied)?;
+                    Some(apps.applications)
+                })
+            })
+            .flatten();
+        cache.count(found.is_some());
+        found
+    }
+
+    /// A page of `accessible_applications` from the database, keeping what it read in the
+    /// check cache: the customer's memberships, each account's applications (up to
+    /// `MOST_ACCOUNT_APPS`) and the customer's claimed records. `None` when they do not all
+    /// fit the cache, or the customer claimed a legacy record (`accessible_applications` reads
+    /// those pages as it did).
+    async fn read_accessible(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        size: u64,
+        after: Option<&ApplicationCursor>,
+    ) -> Result<Option<Page<AccessibleApplication>>> {
+        let cache = &self.changes.cache;
+        let revision = self.latest_revision().await?;
+        let memberships: Vec<(String, Grant)> = member::Entity::find()
+            .filter(member::Column::CustomerId.eq(customer_id))
+            .order_by_asc(member::Column::ContractorId)
+            .limit(u64::try_from(MOST_MEMBERSHIPS + 1).unwrap_or(u64::MAX))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| {
+                let grant = Grant {
+                    permissions: stored_permissions(m.permissions),
+                    expire_time: m.expire_time,
+                };
+                (m.contractor_id, grant)
+            })
+            .collect();
+        if memberships.len() > MOST_MEMBERSHIPS {
+            return Ok(None);
+        }
+        let records: Vec<String> = legacy_customer::Entity::find()
+            .filter(legacy_customer::Column::CustomerId.eq(customer_id))
+            .select_only()
+            .column(legacy_customer::Column::LegacyCustomerId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let accounts: HashSet<&str> = memberships.iter().map(|(a, _)| a.as_str()).collect();
+        let apps = read_account_apps(&self.db, &accounts).await?;
+        cache.put_claimed(
+            customer_id,
+            Claimed {
+                revision,
+                records: records.clone().into(),
+            },
+        );
+        cache.put_memberships(
+            customer_id,
+            Memberships {
+                revision,
+                accounts: memberships.clone().into(),
+            },
+        );
+        let empty = Vec::new();
+        for account in &accounts {
+            let applications = apps.get(*account).unwrap_or(&empty);
+            cache.put_account_apps(
+                account,
+                AccountApps {
+                    revision,
+                    applications: applications.clone().into(),
+                },
+            );
+        }
+        if !records.is_empty() {
+            return Ok(None);
+        }
+        Ok(page_of_accessible(
+            &memberships,
+            permission,
+            size,
+            after,
+            |account| {
+                let applications = apps.get(account).unwrap_or(&empty);
+                (applications.len() <= MOST_ACCOUNT_APPS).then(|| applications.clone().into())
+            },
+        ))
     }
 
     /// The answer to a check on an application alone from the check cache, when the cache may
@@ -818,6 +951,103 @@ pub struct AccountCheck<'a> {
     pub at_least: Revision,
 }
 
+/// A page of the applications linked to the accounts of `memberships` whose grant allows
+/// `permission` now, after `after`, in (application, account) order; `applications` gives each
+/// account's applications in order, `None` when it cannot (then the page is `None`).
+fn page_of_accessible(
+    memberships: &[(String, Grant)],
+    permission: Permission,
+    size: u64,
+    after: Option<&ApplicationCursor>,
+    applications: impl Fn(&str) -> Option<std::sync::Arc<[String]>>,
+) -> Option<Page<AccessibleApplication>> {
+    let now = now();
+    let take = usize::try_from(size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let mut rows: Vec<AccessibleApplication> = Vec::new();
+    for (account, grant) in memberships {
+        if !decision::decide(permission, Some(grant), now).allows() {
+            continue;
+        }
+        let list = applications(account)?;
+        // The first application of this account's that comes after the cursor.
+        let start = match after {
+            None => 0,
+            Some(after) => list.partition_point(|application| {
+                (application.as_str(), account.as_str())
+                    <= (after.application_id.as_str(), after.contractor_id.as_str())
+            }),
+        };
+        rows.extend(
+            list[start..]
+                .iter()
+                .take(take)
+                .map(|application| AccessibleApplication {
+                    application_id: application.clone(),
+                    contractor_id: account.clone(),
+                }),
+        );
+    }
+    rows.sort_by(|a, b| {
+        (&a.application_id, &a.contractor_id).cmp(&(&b.application_id, &b.contractor_id))
+    });
+    let more = rows.len() > take - 1;
+    rows.truncate(take - 1);
+    let next_page_token = more
+        .then(|| {
+            rows.last().map(|a| {
+                ApplicationCursor {
+                    application_id: a.application_id.clone(),
+                    contractor_id: a.contractor_id.clone(),
+                }
+                .token()
+            })
+        })
+        .flatten();
+    Some(Page {
+        items: rows,
+        next_page_token,
+    })
+}
+
+/// The first `MOST_ACCOUNT_APPS + 1` applications of each of `accounts`, in order (enough to
+/// tell an account the cache keeps the list of from one linked more widely), in one statement.
+async fn read_account_apps(
+    db: &impl ConnectionTrait,
+    accounts: &HashSet<&str>,
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut apps: HashMap<String, Vec<String>> = HashMap::new();
+    if accounts.is_empty() {
+        return Ok(apps);
+    }
+    let backend = db.get_database_backend();
+    let placeholders: Vec<String> = (1..=accounts.len())
+        .map(|n| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => format!("?{n}"),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT contractor_id, application_id FROM (SELECT contractor_id, application_id, \
+         ROW_NUMBER() OVER (PARTITION BY contractor_id ORDER BY application_id) AS n \
+         FROM application_links WHERE contractor_id IN ({})) ranked WHERE n <= {} \
+         ORDER BY contractor_id, application_id",
+        placeholders.join(", "),
+        MOST_ACCOUNT_APPS + 1
+    );
+    let values: Vec<sea_orm::Value> = accounts.iter().map(|a| (*a).into()).collect();
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        let contractor_id: String = row.try_get_by_index(0)?;
+        let application_id: String = row.try_get_by_index(1)?;
+        apps.entry(contractor_id).or_default().push(application_id);
+    }
+    Ok(apps)
+}
+
 /// The first `MOST_LINKS + 1` links of each of `applications` (in account order: enough to tell
 /// an application the cache keeps from one linked more widely), and their legacy owners, in two
 /// statements.
@@ -1109,5 +1339,66 @@ impl ApplicationCursor {
             application_id,
             contractor_id: contractor_id.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const A: &str = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6a";
+    const B: &str = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
+    const C: &str = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6c";
+
+    fn lists(account: &str) -> Option<Arc<[String]>> {
+        let apps: &[&str] = match account {
+            A => &["24-1 BLD", "24-3 BLD", "24-5 BLD"],
+            B => &["24-2 BLD", "24-3 BLD"],
+            C => &["24-0 BLD"],
+            _ => return None,
+        };
+        Some(apps.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    fn listed(page: &Page<AccessibleApplication>) -> Vec<(&str, &str)> {
+        page.items
+            .iter()
+            .map(|a| (a.application_id.as_str(), a.contractor_id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_of_accessible_applications_merges_the_allowing_accounts_in_order() {
+        let pay = Grant::lasting(PermissionSet::of([Permission::Pay]));
+        let apply = Grant::lasting(PermissionSet::of([Permission::Apply]));
+        let lapsed = Grant {
+            permissions: PermissionSet::of([Permission::Pay]),
+            expire_time: Some(now() - chrono::Duration::seconds(1)),
+        };
+        let memberships = vec![
+            (A.to_owned(), pay),
+            (B.to_owned(), pay),
+            (C.to_owned(), apply),
+            ("0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6d".to_owned(), lapsed),
+        ];
+        let first = page_of_accessible(&memberships, Permission::Pay, 3, None, lists)
+            .expect("every list is there");
+        assert_eq!(
+            listed(&first),
+            [("24-1 BLD", A), ("24-2 BLD", B), ("24-3 BLD", A)]
+        );
+        let cursor = ApplicationCursor::parse(first.next_page_token.as_deref().expect("more"))
+            .expect("a cursor");
+        let rest = page_of_accessible(&memberships, Permission::Pay, 3, Some(&cursor), lists)
+            .expect("every list is there");
+        assert_eq!(listed(&rest), [("24-3 BLD", B), ("24-5 BLD", A)]);
+        assert_eq!(rest.next_page_token, None);
+        let without = vec![("0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6e".to_owned(), pay)];
+        assert!(
+            page_of_accessible(&without, Permission::Pay, 3, None, lists).is_none(),
+            "an account whose list is not there makes no page"
+        );
     }
 }

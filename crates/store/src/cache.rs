@@ -44,6 +44,26 @@ pub(crate) struct AppLinks {
     pub owners: Arc<[String]>,
 }
 
+/// The most accounts a customer may be associated with for its memberships to be kept.
+pub(crate) const MOST_MEMBERSHIPS: usize = 256;
+/// The most applications an account may be linked to for its list of them to be kept.
+pub(crate) const MOST_ACCOUNT_APPS: usize = 1000;
+
+/// A customer's memberships, as read at `revision`: each account with the customer's grant, in
+/// account order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Memberships {
+    pub revision: Revision,
+    pub accounts: Arc<[(String, Grant)]>,
+}
+
+/// The applications linked to an account, as read at `revision`, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountApps {
+    pub revision: Revision,
+    pub applications: Arc<[String]>,
+}
+
 /// The legacy customer records a customer has claimed, as read at `revision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Claimed {
@@ -63,6 +83,7 @@ struct AppShard {
 struct CustomerShard {
     claimed: HashMap<u128, Claimed>,
     known: HashSet<u128>,
+    memberships: HashMap<u128, Memberships>,
 }
 
 /// What was read of one customer on one account.
@@ -87,6 +108,8 @@ pub(crate) struct Hit {
 struct Shard {
     accounts: HashMap<u128, HashMap<u128, Entry>>,
     len: usize,
+    /// Each account's applications, for the lists of accessible applications.
+    applications: HashMap<u128, AccountApps>,
 }
 
 /// The cache of one replica.
@@ -231,8 +254,11 @@ impl CheckCache {
         self.app_shard(application_id).apps.remove(application_id);
     }
 
-    /// Drops what is kept of every application, and of every customer's claimed records.
+    /// Drops what is kept of every application, every account's applications, and every
+    /// customer's claimed records and memberships.
     pub fn clear_apps(&self) {
+        self.drop_account_apps(None);
+        self.drop_memberships(None);
         for shard in &self.apps {
             shard
                 .lock()
@@ -289,6 +315,95 @@ impl CheckCache {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .claimed
+                        .clear();
+                }
+            }
+        }
+    }
+
+    /// The memberships of `customer_id`, when they are kept.
+    pub fn memberships(&self, customer_id: &str) -> Option<Memberships> {
+        let customer = key(customer_id)?;
+        self.customer_shard(customer)
+            .memberships
+            .get(&customer)
+            .cloned()
+    }
+
+    /// Keeps the memberships of `customer_id`, unless they are too many or the tail has begun
+    /// to apply a later change.
+    pub fn put_memberships(&self, customer_id: &str, memberships: Memberships) {
+        let Some(customer) = key(customer_id) else {
+            return;
+        };
+        if self.shard_capacity == 0 || memberships.accounts.len() > MOST_MEMBERSHIPS {
+            return;
+        }
+        let mut shard = self.customer_shard(customer);
+        if memberships.revision < self.applying.load(Ordering::Acquire) {
+            return;
+        }
+        if shard.memberships.len() >= self.shard_capacity {
+            shard.memberships.clear();
+        }
+        shard.memberships.insert(customer, memberships);
+    }
+
+    /// Drops the memberships kept for `customer_id` (all of them when it is no id).
+    pub fn drop_memberships(&self, customer_id: Option<&str>) {
+        match customer_id.and_then(key) {
+            Some(customer) => {
+                self.customer_shard(customer).memberships.remove(&customer);
+            }
+            None => {
+                for shard in &self.customers {
+                    shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .memberships
+                        .clear();
+                }
+            }
+        }
+    }
+
+    /// The applications of `contractor_id`, when they are kept.
+    pub fn account_apps(&self, contractor_id: &str) -> Option<AccountApps> {
+        let account = key(contractor_id)?;
+        self.lock(account).applications.get(&account).cloned()
+    }
+
+    /// Keeps the applications of `contractor_id`, unless they are too many or the tail has
+    /// begun to apply a later change.
+    pub fn put_account_apps(&self, contractor_id: &str, apps: AccountApps) {
+        let Some(account) = key(contractor_id) else {
+            return;
+        };
+        if self.shard_capacity == 0 || apps.applications.len() > MOST_ACCOUNT_APPS {
+            return;
+        }
+        let mut shard = self.lock(account);
+        if apps.revision < self.applying.load(Ordering::Acquire) {
+            return;
+        }
+        if shard.applications.len() >= self.shard_capacity {
+            shard.applications.clear();
+        }
+        shard.applications.insert(account, apps);
+    }
+
+    /// Drops the applications kept for `contractor_id` (all of them when it is no id).
+    pub fn drop_account_apps(&self, contractor_id: Option<&str>) {
+        match contractor_id.and_then(key) {
+            Some(account) => {
+                self.lock(account).applications.remove(&account);
+            }
+            None => {
+                for shard in &self.shards {
+                    shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .applications
                         .clear();
                 }
             }

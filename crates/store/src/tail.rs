@@ -77,26 +77,41 @@ impl Changes {
         if change.contractor_id.is_some() || !change.kind.leaves_grants() {
             self.forget(change.contractor_id, change.absorbed);
         }
-        self.forget_applications(change.kind, change.application_id, change.customer_id);
+        self.forget_applications(
+            change.kind,
+            change.contractor_id,
+            change.application_id,
+            change.customer_id,
+        );
         self.wake.notify_one();
     }
 
-    /// Drops what the cache holds of the applications and claimed records a change of `kind`
-    /// changed: a link or an unlink its application; a merge, an import or a seed every
-    /// application (links moved or were added); a customer claiming a legacy record that
-    /// customer's claimed records.
+    /// Drops what the cache holds of the applications, accounts' applications, memberships and
+    /// claimed records a change of `kind` changed: a link or an unlink its application and its
+    /// account's list; a change to a grant, or a registration, its customer's memberships (every
+    /// customer's when it names none); a merge, an import or a seed all of them (links and
+    /// memberships moved or were added); a customer claiming a legacy record that customer's
+    /// claimed records.
     fn forget_applications(
         &self,
         kind: ChangeKind,
+        contractor_id: Option<&str>,
         application_id: Option<&str>,
         customer_id: Option<&str>,
     ) {
+        // A customer's memberships change with every change that may change a grant, and
+        // with the registration of an account (its registrant becomes its Manager).
+        if !kind.leaves_grants() || kind == ChangeKind::ContractorRegistered {
+            self.cache.drop_memberships(customer_id);
+        }
         match kind {
-            ChangeKind::ApplicationLinked | ChangeKind::ApplicationUnlinked => match application_id
-            {
-                Some(application_id) => self.cache.drop_app(application_id),
-                None => self.cache.clear_apps(),
-            },
+            ChangeKind::ApplicationLinked | ChangeKind::ApplicationUnlinked => {
+                match application_id {
+                    Some(application_id) => self.cache.drop_app(application_id),
+                    None => self.cache.clear_apps(),
+                }
+                self.cache.drop_account_apps(contractor_id);
+            }
             ChangeKind::ContractorsMerged | ChangeKind::LegacyImported | ChangeKind::Seeded => {
                 self.cache.clear_apps();
             }
@@ -150,6 +165,7 @@ impl Changes {
         }
         self.forget_applications(
             event.kind,
+            event.contractor_id.as_deref(),
             event.application_id.as_deref(),
             event.customer_id.as_deref(),
         );
