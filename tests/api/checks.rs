@@ -7,7 +7,7 @@ use tonic::Code;
 
 use crate::helpers::{
     Backend, TestApp, as_customer, assert_decision, contractor_request, expect_code,
-    expect_invalid, spawn_app,
+    expect_invalid, spawn_app, spawn_app_with,
 };
 use crate::on_both_backends;
 
@@ -26,7 +26,24 @@ on_both_backends!(
     linking_to_an_unknown_account_or_a_bad_number_is_refused,
     accessible_applications_follow_the_permissions_page_by_page,
     a_batch_answers_every_item_as_a_single_check_would,
+    without_a_cache_accessible_applications_follow_the_permissions_page_by_page,
+    without_a_cache_a_batch_answers_every_item_as_a_single_check_would,
 );
+
+/// A server whose check cache keeps nothing (`--cache-size 0`): every answer from the database.
+async fn spawn_uncached(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |settings| settings.cache_size = 0).await
+}
+
+async fn without_a_cache_accessible_applications_follow_the_permissions_page_by_page(
+    backend: Backend,
+) {
+    accessible_applications_page_by_page(spawn_uncached(backend).await).await;
+}
+
+async fn without_a_cache_a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
+    batch_answers_as_single_checks(spawn_uncached(backend).await).await;
+}
 
 const PERMIT: &str = "24-123456 BLD";
 
@@ -318,7 +335,10 @@ async fn linking_to_an_unknown_account_or_a_bad_number_is_refused(backend: Backe
 }
 
 async fn accessible_applications_follow_the_permissions_page_by_page(backend: Backend) {
-    let mut app = spawn_app(backend).await;
+    accessible_applications_page_by_page(spawn_app(backend).await).await;
+}
+
+async fn accessible_applications_page_by_page(mut app: TestApp) {
     let (manager, associate, contractor, _pin) = app.story().await;
     let second = app
         .contractors
@@ -385,7 +405,10 @@ async fn accessible_applications_follow_the_permissions_page_by_page(backend: Ba
 /// exactly the answer `CheckPermission` gives it alone: allowed, denied, expired, through
 /// Manage, through a merged account, unknown customer or account, by application, and bad.
 async fn a_batch_answers_every_item_as_a_single_check_would(backend: Backend) {
-    let mut app = spawn_app(backend).await;
+    batch_answers_as_single_checks(spawn_app(backend).await).await;
+}
+
+async fn batch_answers_as_single_checks(mut app: TestApp) {
     let (manager, associate, contractor, _pin) = app.story().await;
     app.set_permissions(&manager, &contractor, &associate, &[Pay])
         .await

@@ -163,6 +163,11 @@ impl CheckCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether the cache keeps anything (a capacity of 0 turns it off).
+    pub fn keeps(&self) -> bool {
+        self.shard_capacity > 0
+    }
+
     /// The latest revision the tail has applied.
     pub fn applied(&self) -> Revision {
         self.applied.load(Ordering::Acquire)
