@@ -34,6 +34,10 @@ const SAMPLE_CHECKS: usize = 2_000;
 const SAMPLE_APPLICATIONS: usize = 2_000;
 const SAMPLE_PINS: usize = 1_000;
 const SAMPLE_MANAGED: usize = 2_000;
+/// The first applications are each linked to this many of the sample's accounts, so that checks
+/// by application meet applications linked widely (past what the check cache keeps of one).
+const WIDE_APPLICATIONS: usize = 8;
+const WIDE_LINKS: usize = 100;
 
 /// What to write.
 pub struct SeedOptions<'a> {
@@ -324,6 +328,15 @@ async fn write_applications(
 ) -> Result<(), SeedError> {
     let accounts = written.accounts;
     let busy = (accounts.len() / 10).max(1);
+    // The sample's accounts that serve checks, in order (the map's order is random): those the
+    // widely linked applications go to.
+    let mut serving: Vec<usize> = written
+        .members
+        .keys()
+        .copied()
+        .filter(|&account| serves_checks(account, accounts.len()))
+        .collect();
+    serving.sort_unstable();
     let mut done = 0;
     while done < total {
         let end = total.min(done + CHUNK);
@@ -332,32 +345,44 @@ async fn write_applications(
         for i in done..end {
             let id = parse_application_id("application_id", &application_number(i))
                 .map_err(|err| SeedError::Invalid(format!("a generated number: {err}")))?;
-            // Half the applications go to the busiest tenth of the accounts.
-            let first = if rng.below(2) == 0 {
-                rng.below(accounts.len())
+            let linked = if i < WIDE_APPLICATIONS && !serving.is_empty() {
+                // The first few are linked to many of the sample's accounts.
+                let mut linked: Vec<usize> = Vec::with_capacity(WIDE_LINKS);
+                for _ in 0..WIDE_LINKS * 4 {
+                    let account = serving[rng.below(serving.len())];
+                    if !linked.contains(&account) {
+                        linked.push(account);
+                    }
+                    if linked.len() == WIDE_LINKS {
+                        break;
+                    }
+                }
+                linked
             } else {
-                rng.below(busy)
+                // Half the applications go to the busiest tenth of the accounts.
+                let first = if rng.below(2) == 0 {
+                    rng.below(accounts.len())
+                } else {
+                    rng.below(busy)
+                };
+                // A few are linked to a second account.
+                let second = (rng.below(50) == 0)
+                    .then(|| rng.below(accounts.len()))
+                    .filter(|&second| second != first);
+                std::iter::once(first).chain(second).collect()
             };
-            // A few are linked to a second account.
-            let second = (rng.below(50) == 0)
-                .then(|| rng.below(accounts.len()))
-                .filter(|&second| second != first);
-            if second.is_none() {
-                sample.offer_application(rng, &id, first, written);
-            }
+            sample.offer_application(rng, &id, &linked, written);
             ids.push(id);
-            targets.push((first, second));
+            targets.push(linked);
         }
         let links: Vec<SeedLink<'_>> = ids
             .iter()
             .zip(&targets)
-            .flat_map(|(id, (first, second))| {
-                std::iter::once(*first)
-                    .chain(*second)
-                    .map(move |account| SeedLink {
-                        application_id: id,
-                        contractor_id: &accounts[account],
-                    })
+            .flat_map(|(id, linked)| {
+                linked.iter().map(move |&account| SeedLink {
+                    application_id: id,
+                    contractor_id: &accounts[account],
+                })
             })
             .collect();
         seeding.links(&links).await?;
@@ -479,7 +504,7 @@ impl Sample {
                     denied.push(entry);
                 }
             }
-            if let Some(outsider) = outsider(rng, customers.len(), list) {
+            if let Some(outsider) = outsider(rng, customers.len(), &[list]) {
                 denied.push((
                     customers[outsider].clone(),
                     account.clone(),
@@ -526,11 +551,14 @@ impl Sample {
 
     /// Takes application `id`, linked to the account `account` alone, when that account serves
     /// checks and one of its members may act on it.
+    /// Offers application `id`, linked to `linked` (the first of them decides for the
+    /// customer who may act on it), when every account it is linked to is one of the sample's
+    /// (whose members are known, so that the customer who may not is a member of none).
     fn offer_application(
         &mut self,
         rng: &mut Rng,
         id: &str,
-        account: usize,
+        linked: &[usize],
         written: &Written<'_>,
     ) {
         let Written {
@@ -542,10 +570,20 @@ impl Sample {
         if self.applications.len() >= SAMPLE_APPLICATIONS {
             return;
         }
-        if !serves_checks(account, accounts.len()) {
+        if !linked
+            .iter()
+            .all(|&account| serves_checks(account, accounts.len()))
+        {
             return;
         }
-        let Some(list) = members.get(&account) else {
+        let Some(lists) = linked
+            .iter()
+            .map(|account| members.get(account).map(Vec::as_slice))
+            .collect::<Option<Vec<&[Member]>>>()
+        else {
+            return;
+        };
+        let Some(list) = lists.first().copied() else {
             return;
         };
         let able: Vec<&Member> = list
@@ -558,7 +596,7 @@ impl Sample {
         let (customer, permissions, _) = *able[rng.below(able.len())];
         let held: Vec<Permission> = permissions.iter().collect();
         let permission = held[rng.below(held.len())];
-        if let Some(outsider) = outsider(rng, customers.len(), list) {
+        if let Some(outsider) = outsider(rng, customers.len(), &lists) {
             self.applications.push((
                 id.to_owned(),
                 permission,
@@ -625,10 +663,12 @@ impl Sample {
 }
 
 /// A customer who is none of `members`; `None` when every customer is one.
-fn outsider(rng: &mut Rng, customers: usize, members: &[Member]) -> Option<usize> {
-    (0..32)
-        .map(|_| rng.below(customers))
-        .find(|c| members.iter().all(|(member, _, _)| member != c))
+fn outsider(rng: &mut Rng, customers: usize, lists: &[&[Member]]) -> Option<usize> {
+    (0..32).map(|_| rng.below(customers)).find(|c| {
+        lists
+            .iter()
+            .all(|members| members.iter().all(|(member, _, _)| member != c))
+    })
 }
 
 fn pick<'a>(rng: &mut Rng, list: &[&'a str]) -> &'a str {
