@@ -131,8 +131,7 @@ impl PermissionApi {
                     .and_then(|o| self.answer(asker, p, o)),
             );
         }
-        // Those on an application alone, together too; one linked too widely is left to be
-        // decided alone, below.
+        // Those on an application alone, together too.
         let on_applications: Vec<(usize, &ParsedCheck)> = parsed
             .iter()
             .enumerate()
@@ -152,11 +151,11 @@ impl PermissionApi {
             .collect();
         let outcomes = self.0.store.check_applications(&together).await?;
         for ((i, p), outcome) in on_applications.iter().zip(outcomes) {
-            decided[*i] = outcome.map(|outcome| {
+            decided[*i] = Some(
                 outcome
                     .map_err(ApiError::from)
-                    .and_then(|o| self.answer(asker, p, o))
-            });
+                    .and_then(|o| self.answer(asker, p, o)),
+            );
         }
         let mut answers = Vec::with_capacity(items.len());
         for ((item, parsed), decided) in items.iter().zip(parsed).zip(decided) {

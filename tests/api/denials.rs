@@ -196,7 +196,12 @@ async fn thousands_of_different_denials_are_written_within_the_databases_limits(
 /// Rows whose first denial is older than the retention are deleted when the server starts (and
 /// hourly); newer ones stay, and the metrics count both.
 async fn rows_older_than_the_retention_are_pruned_and_counted(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // This first server keeps rows for a year, so that its own pruning (at start-up, racing the
+    // rows written below) deletes none of them; the next one keeps the default 90 days.
+    let app = spawn_app_with(backend, |settings| {
+        settings.denied_check_retention_days = 365;
+    })
+    .await;
     let fold = |days: i64, n: usize| {
         let time = chrono::Utc::now() - chrono::Duration::days(days);
         DeniedFold {

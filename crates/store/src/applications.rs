@@ -631,13 +631,13 @@ impl Store {
     /// cache can answer from it, the others with a few statements for all of them, whatever
     /// their number: the revision, the customers, the applications' links and legacy owners,
     /// the customers' grants on the linked accounts, and (when an application has legacy owners)
-    /// the records the customers claimed. Each check's outcome in the order given, or why it
-    /// cannot be decided (an unknown customer); `None` for a check on an application linked to
-    /// more accounts than the cache keeps, to be decided alone (`check`).
+    /// the records the customers claimed; for applications linked more widely than the cache
+    /// keeps, the customers' grants on them from their memberships. Each check's outcome in the
+    /// order given, or why it cannot be decided (an unknown customer).
     pub async fn check_applications(
         &self,
         checks: &[ApplicationCheck<'_>],
-    ) -> Result<Vec<Option<Result<CheckOutcome>>>> {
+    ) -> Result<Vec<Result<CheckOutcome>>> {
         let mut outcomes: Vec<Option<Result<CheckOutcome>>> = checks
             .iter()
             .map(|c| {
@@ -648,8 +648,20 @@ impl Store {
         let missed: Vec<usize> = (0..checks.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
+        let answered = |outcomes: Vec<Option<Result<CheckOutcome>>>| {
+            outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|| {
+                        Err(Error::Internal(
+                            "a batch check by application went unanswered".into(),
+                        ))
+                    })
+                })
+                .collect()
+        };
         if missed.is_empty() {
-            return Ok(outcomes);
+            return Ok(answered(outcomes));
         }
         let cache = &self.changes.cache;
         let revision = self.latest_revision().await?;
@@ -743,6 +755,15 @@ impl Store {
                 },
             );
         }
+        // Applications linked more widely than the cache keeps: the customers' grants on their
+        // accounts, from the customers' memberships (a handful each), in one statement.
+        let wide: Vec<&str> = applications
+            .iter()
+            .copied()
+            .filter(|a| read.links.get(*a).is_some_and(|l| l.len() > MOST_LINKS))
+            .collect();
+        let widely = wide_grants(&self.db, &known, &wide).await?;
+        let none = Vec::new();
         for i in missed {
             let check = checks[i];
             if !known.contains(check.customer_id) {
@@ -750,11 +771,17 @@ impl Store {
                 continue;
             }
             let links = read.links.get(check.application_id).unwrap_or(&empty);
-            if links.len() > MOST_LINKS {
-                continue;
-            }
             let mut linked: Vec<(&str, Option<Grant>)> = Vec::new();
-            for account in links {
+            if links.len() > MOST_LINKS {
+                let key = (
+                    check.customer_id.to_owned(),
+                    check.application_id.to_owned(),
+                );
+                for (account, grant) in widely.get(&key).unwrap_or(&none) {
+                    linked.push((account.as_str(), Some(*grant)));
+                }
+            }
+            for account in links.iter().filter(|_| links.len() <= MOST_LINKS) {
                 let grant = grants
                     .get(&(check.customer_id.to_owned(), account.clone()))
                     .copied();
@@ -778,7 +805,7 @@ impl Store {
                     }),
             );
         }
-        Ok(outcomes)
+        Ok(answered(outcomes))
     }
 
     /// Decides many checks that each name an account (and no application): those the check
@@ -1049,6 +1076,61 @@ async fn read_account_apps(
         apps.entry(contractor_id).or_default().push(application_id);
     }
     Ok(apps)
+}
+
+/// The grants of `customers` on the accounts each of `applications` is linked to, by customer
+/// and application, in account order: one statement, from the customers' memberships to their
+/// links (not from the applications' links, any number, to memberships).
+async fn wide_grants(
+    db: &impl ConnectionTrait,
+    customers: &HashSet<String>,
+    applications: &[&str],
+) -> Result<HashMap<(String, String), Vec<(String, Grant)>>> {
+    let mut found: HashMap<(String, String), Vec<(String, Grant)>> = HashMap::new();
+    if customers.is_empty() || applications.is_empty() {
+        return Ok(found);
+    }
+    let query = Query::select()
+        .column((member::Entity, member::Column::CustomerId))
+        .column((member::Entity, member::Column::ContractorId))
+        .column((member::Entity, member::Column::Permissions))
+        .column((member::Entity, member::Column::ExpireTime))
+        .column((link::Entity, link::Column::ApplicationId))
+        .from(member::Entity)
+        .inner_join(
+            link::Entity,
+            Expr::col((link::Entity, link::Column::ContractorId))
+                .equals((member::Entity, member::Column::ContractorId)),
+        )
+        .and_where(
+            Expr::col((member::Entity, member::Column::CustomerId))
+                .is_in(customers.iter().map(String::as_str)),
+        )
+        .and_where(
+            Expr::col((link::Entity, link::Column::ApplicationId))
+                .is_in(applications.iter().copied()),
+        )
+        .order_by((member::Entity, member::Column::ContractorId), Order::Asc)
+        .to_owned();
+    for row in db
+        .query_all_raw(db.get_database_backend().build(&query))
+        .await?
+    {
+        let customer_id: String = row.try_get_by_index(0)?;
+        let contractor_id: String = row.try_get_by_index(1)?;
+        let permissions: i16 = row.try_get_by_index(2)?;
+        let expire_time: Option<DateTime<Utc>> = row.try_get_by_index(3)?;
+        let application_id: String = row.try_get_by_index(4)?;
+        let grant = Grant {
+            permissions: stored_permissions(permissions),
+            expire_time,
+        };
+        found
+            .entry((customer_id, application_id))
+            .or_default()
+            .push((contractor_id, grant));
+    }
+    Ok(found)
 }
 
 /// The first `MOST_LINKS + 1` links of each of `applications` (in account order: enough to tell
