@@ -7,7 +7,7 @@ use mandate_domain::paging::{PageRequest, parse_id};
 use mandate_domain::permission::Permission;
 use mandate_store::{
     AccountCheck, ApplicationCheck, ApplicationCursor, AuditEvent, CheckOutcome, CheckTarget,
-    DeniedCheck, Error as StoreError,
+    DeniedCheck, Error as StoreError, Result as StoreResult,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -104,14 +104,29 @@ impl PermissionApi {
         items: &[CheckPermissionRequest],
     ) -> ApiResult<Vec<Outcome>> {
         let parsed: Vec<ApiResult<ParsedCheck>> = items.iter().map(parse_check).collect();
-        let on_accounts: Vec<(usize, &ParsedCheck)> = parsed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i, p)))
-            .filter(|(_, p)| p.application_id.is_none())
-            .collect();
+        // The well-formed items `keep` picks, with their places in the batch.
+        let picked = |keep: fn(&ParsedCheck) -> bool| -> Vec<(usize, &ParsedCheck)> {
+            parsed
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i, p)))
+                .filter(|(_, p)| keep(p))
+                .collect()
+        };
         let mut decided: Vec<Option<ApiResult<CheckPermissionResponse>>> =
             items.iter().map(|_| None).collect();
+        let mut settle = |on: &[(usize, &ParsedCheck)],
+                          outcomes: Vec<StoreResult<CheckOutcome>>| {
+            for ((i, p), outcome) in on.iter().zip(outcomes) {
+                decided[*i] = Some(
+                    outcome
+                        .map_err(ApiError::from)
+                        .and_then(|o| self.answer(asker, p, o)),
+                );
+            }
+        };
+        // Those on an account alone, together; then those on an application alone.
+        let on_accounts = picked(|p| p.application_id.is_none());
         let together: Vec<AccountCheck<'_>> = on_accounts
             .iter()
             .filter_map(|(_, p)| {
@@ -123,21 +138,8 @@ impl PermissionApi {
                 })
             })
             .collect();
-        let outcomes = self.0.store.check_accounts(&together).await?;
-        for ((i, p), outcome) in on_accounts.iter().zip(outcomes) {
-            decided[*i] = Some(
-                outcome
-                    .map_err(ApiError::from)
-                    .and_then(|o| self.answer(asker, p, o)),
-            );
-        }
-        // Those on an application alone, together too.
-        let on_applications: Vec<(usize, &ParsedCheck)> = parsed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i, p)))
-            .filter(|(_, p)| p.contractor_id.is_none())
-            .collect();
+        settle(&on_accounts, self.0.store.check_accounts(&together).await?);
+        let on_applications = picked(|p| p.contractor_id.is_none());
         let together: Vec<ApplicationCheck<'_>> = on_applications
             .iter()
             .filter_map(|(_, p)| {
@@ -149,14 +151,10 @@ impl PermissionApi {
                 })
             })
             .collect();
-        let outcomes = self.0.store.check_applications(&together).await?;
-        for ((i, p), outcome) in on_applications.iter().zip(outcomes) {
-            decided[*i] = Some(
-                outcome
-                    .map_err(ApiError::from)
-                    .and_then(|o| self.answer(asker, p, o)),
-            );
-        }
+        settle(
+            &on_applications,
+            self.0.store.check_applications(&together).await?,
+        );
         let mut answers = Vec::with_capacity(items.len());
         for ((item, parsed), decided) in items.iter().zip(parsed).zip(decided) {
             let result = match (decided, parsed) {

@@ -1047,35 +1047,53 @@ async fn read_account_apps(
     db: &impl ConnectionTrait,
     accounts: &HashSet<&str>,
 ) -> Result<HashMap<String, Vec<String>>> {
-    let mut apps: HashMap<String, Vec<String>> = HashMap::new();
-    if accounts.is_empty() {
-        return Ok(apps);
+    first_links(
+        db,
+        "contractor_id",
+        "application_id",
+        accounts,
+        MOST_ACCOUNT_APPS + 1,
+    )
+    .await
+}
+
+/// The first `most` links of each of `keys`, the values of the column `by`, in the order of
+/// the column `then`: each key's values of `then`, in one statement.
+async fn first_links(
+    db: &impl ConnectionTrait,
+    by: &'static str,
+    then: &'static str,
+    keys: &HashSet<&str>,
+    most: usize,
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
     }
     let backend = db.get_database_backend();
-    let placeholders: Vec<String> = (1..=accounts.len())
+    let placeholders: Vec<String> = (1..=keys.len())
         .map(|n| match backend {
             DbBackend::Postgres => format!("${n}"),
             _ => format!("?{n}"),
         })
         .collect();
     let sql = format!(
-        "SELECT contractor_id, application_id FROM (SELECT contractor_id, application_id, \
-         ROW_NUMBER() OVER (PARTITION BY contractor_id ORDER BY application_id) AS n \
-         FROM application_links WHERE contractor_id IN ({})) ranked WHERE n <= {} \
-         ORDER BY contractor_id, application_id",
-        placeholders.join(", "),
-        MOST_ACCOUNT_APPS + 1
+        "SELECT {by}, {then} FROM (SELECT {by}, {then}, \
+         ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY {then}) AS n \
+         FROM application_links WHERE {by} IN ({})) ranked WHERE n <= {most} \
+         ORDER BY {by}, {then}",
+        placeholders.join(", ")
     );
-    let values: Vec<sea_orm::Value> = accounts.iter().map(|a| (*a).into()).collect();
+    let values: Vec<sea_orm::Value> = keys.iter().map(|k| (*k).into()).collect();
     for row in db
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
     {
-        let contractor_id: String = row.try_get_by_index(0)?;
-        let application_id: String = row.try_get_by_index(1)?;
-        apps.entry(contractor_id).or_default().push(application_id);
+        let key: String = row.try_get_by_index(0)?;
+        let value: String = row.try_get_by_index(1)?;
+        found.entry(key).or_default().push(value);
     }
-    Ok(apps)
+    Ok(found)
 }
 
 /// The grants of `customers` on the accounts each of `applications` is linked to, by customer
@@ -1141,33 +1159,14 @@ async fn read_apps(db: &impl ConnectionTrait, applications: &HashSet<&str>) -> R
     if applications.is_empty() {
         return Ok(read);
     }
-    let backend = db.get_database_backend();
-    let placeholders: Vec<String> = (1..=applications.len())
-        .map(|n| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => format!("?{n}"),
-        })
-        .collect();
-    let sql = format!(
-        "SELECT application_id, contractor_id FROM (SELECT application_id, contractor_id, \
-         ROW_NUMBER() OVER (PARTITION BY application_id ORDER BY contractor_id) AS n \
-         FROM application_links WHERE application_id IN ({})) ranked WHERE n <= {} \
-         ORDER BY application_id, contractor_id",
-        placeholders.join(", "),
-        MOST_LINKS + 1
-    );
-    let values: Vec<sea_orm::Value> = applications.iter().map(|a| (*a).into()).collect();
-    for row in db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-    {
-        let application_id: String = row.try_get_by_index(0)?;
-        let contractor_id: String = row.try_get_by_index(1)?;
-        read.links
-            .entry(application_id)
-            .or_default()
-            .push(contractor_id);
-    }
+    read.links = first_links(
+        db,
+        "application_id",
+        "contractor_id",
+        applications,
+        MOST_LINKS + 1,
+    )
+    .await?;
     let owners: Vec<(String, String)> = legacy_application::Entity::find()
         .filter(legacy_application::Column::ApplicationId.is_in(applications.iter().copied()))
         .select_only()

@@ -264,6 +264,7 @@ impl CheckCache {
     pub fn clear_apps(&self) {
         self.drop_account_apps(None);
         self.drop_memberships(None);
+        self.drop_claimed(None);
         for shard in &self.apps {
             shard
                 .lock()
@@ -271,12 +272,54 @@ impl CheckCache {
                 .apps
                 .clear();
         }
-        for shard in &self.customers {
-            shard
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .claimed
-                .clear();
+    }
+
+    /// Keeps `value` for `customer_id` in the map of its customer shard that `map` picks,
+    /// unless the cache keeps nothing or the tail has begun to apply a change after `revision`
+    /// (a full map is emptied first).
+    fn keep_for_customer<V>(
+        &self,
+        customer_id: &str,
+        revision: Revision,
+        value: V,
+        map: fn(&mut CustomerShard) -> &mut HashMap<u128, V>,
+    ) {
+        let Some(customer) = key(customer_id) else {
+            return;
+        };
+        if self.shard_capacity == 0 {
+            return;
+        }
+        let mut shard = self.customer_shard(customer);
+        if revision < self.applying.load(Ordering::Acquire) {
+            return;
+        }
+        let map = map(&mut shard);
+        if map.len() >= self.shard_capacity {
+            map.clear();
+        }
+        map.insert(customer, value);
+    }
+
+    /// Drops what the map `map` picks holds for `customer_id` (for every customer when it is
+    /// no id).
+    fn forget_for_customer<V>(
+        &self,
+        customer_id: Option<&str>,
+        map: fn(&mut CustomerShard) -> &mut HashMap<u128, V>,
+    ) {
+        match customer_id.and_then(key) {
+            Some(customer) => {
+                map(&mut self.customer_shard(customer)).remove(&customer);
+            }
+            None => {
+                for shard in &self.customers {
+                    map(&mut shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner))
+                    .clear();
+                }
+            }
         }
     }
 
@@ -292,38 +335,12 @@ impl CheckCache {
     /// Keeps the records `customer_id` has claimed, unless the tail has begun to apply a later
     /// change.
     pub fn put_claimed(&self, customer_id: &str, claimed: Claimed) {
-        let Some(customer) = key(customer_id) else {
-            return;
-        };
-        if self.shard_capacity == 0 {
-            return;
-        }
-        let mut shard = self.customer_shard(customer);
-        if claimed.revision < self.applying.load(Ordering::Acquire) {
-            return;
-        }
-        if shard.claimed.len() >= self.shard_capacity {
-            shard.claimed.clear();
-        }
-        shard.claimed.insert(customer, claimed);
+        self.keep_for_customer(customer_id, claimed.revision, claimed, |s| &mut s.claimed);
     }
 
     /// Drops the records kept for `customer_id` (all of them when it is no id).
     pub fn drop_claimed(&self, customer_id: Option<&str>) {
-        match customer_id.and_then(key) {
-            Some(customer) => {
-                self.customer_shard(customer).claimed.remove(&customer);
-            }
-            None => {
-                for shard in &self.customers {
-                    shard
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .claimed
-                        .clear();
-                }
-            }
-        }
+        self.forget_for_customer(customer_id, |s| &mut s.claimed);
     }
 
     /// The memberships of `customer_id`, when they are kept.
@@ -338,38 +355,16 @@ impl CheckCache {
     /// Keeps the memberships of `customer_id`, unless they are too many or the tail has begun
     /// to apply a later change.
     pub fn put_memberships(&self, customer_id: &str, memberships: Memberships) {
-        let Some(customer) = key(customer_id) else {
-            return;
-        };
-        if self.shard_capacity == 0 || memberships.accounts.len() > MOST_MEMBERSHIPS {
+        if memberships.accounts.len() > MOST_MEMBERSHIPS {
             return;
         }
-        let mut shard = self.customer_shard(customer);
-        if memberships.revision < self.applying.load(Ordering::Acquire) {
-            return;
-        }
-        if shard.memberships.len() >= self.shard_capacity {
-            shard.memberships.clear();
-        }
-        shard.memberships.insert(customer, memberships);
+        let revision = memberships.revision;
+        self.keep_for_customer(customer_id, revision, memberships, |s| &mut s.memberships);
     }
 
     /// Drops the memberships kept for `customer_id` (all of them when it is no id).
     pub fn drop_memberships(&self, customer_id: Option<&str>) {
-        match customer_id.and_then(key) {
-            Some(customer) => {
-                self.customer_shard(customer).memberships.remove(&customer);
-            }
-            None => {
-                for shard in &self.customers {
-                    shard
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .memberships
-                        .clear();
-                }
-            }
-        }
+        self.forget_for_customer(customer_id, |s| &mut s.memberships);
     }
 
     /// The applications of `contractor_id`, when they are kept.
