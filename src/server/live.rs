@@ -53,6 +53,18 @@ impl Collector for Live {
             "Applications whose links are held in the check cache",
             i64::try_from(cache.applications).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            &mut encoder,
+            "mandate_cache_memberships",
+            "Customers whose memberships are held in the check cache",
+            i64::try_from(cache.memberships).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut encoder,
+            "mandate_cache_account_applications",
+            "Accounts whose applications are held in the check cache",
+            i64::try_from(cache.account_apps).unwrap_or(i64::MAX),
+        )?;
         let pool = self.store.pool_stats();
         let connections = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(

@@ -216,31 +216,114 @@ async fn links_unlinks_and_merges_through_one_replica_reach_the_others_checks_by
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // A permit of an account the associate is not in: denied, from B's cache the second time.
-    // Merged into the associate's account through A, it is allowed by B at the merge's revision.
     const OTHER_PERMIT: &str = "24-700002 BLD";
+    merged_in_reaches_the_other(
+        &mut a,
+        &mut b,
+        [&manager, &associate],
+        &contractor,
+        OTHER_PERMIT,
+        Pay,
+    )
+    .await;
+}
+
+/// #19: an application linked more widely than the cache keeps the links of is decided from
+/// the customer's memberships and their accounts' applications, which the cache keeps too: a
+/// grant, an unlink or a merge through one replica reaches the other's checks on it at once
+/// when the check passes its revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_on_a_widely_linked_application_are_cached_and_changes_reach_the_other_replica() {
+    const PERMIT: &str = "24-700101 BLD";
+    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
+    let (manager, associate, contractor, _pin) = a.story().await;
+    a.link_widely(PERMIT, 100).await;
+    a.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let linked = set_link(&mut a, PERMIT, &contractor, true).await;
+    wait_until_applied(&b, linked).await;
+    let first = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
+    assert_decision(&first, true, CheckReason::GrantedDirectly);
+    assert_eq!(first.contractor_id, contractor);
+    let hits = b.store.cache_stats().hits;
+    for _ in 0..5 {
+        let again = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
+        assert_decision(&again, true, CheckReason::GrantedDirectly);
+        assert_eq!(again.contractor_id, contractor);
+        let other = check_application_at(&mut b, &associate, Apply, PERMIT, linked).await;
+        assert_decision(&other, false, CheckReason::PermissionNotHeld);
+    }
+    assert!(
+        b.store.cache_stats().hits >= hits + 10,
+        "B answered the checks on the wide application from its cache: {:?}",
+        b.store.cache_stats()
+    );
+
+    // The grant changed through A: B answers the new grant at its revision.
+    let revoked = a
+        .set_permissions(&manager, &contractor, &associate, &[Apply])
+        .await
+        .unwrap()
+        .revision;
+    let asked = check_application_at(&mut b, &associate, Pay, PERMIT, revoked).await;
+    assert_decision(&asked, false, CheckReason::PermissionNotHeld);
+    let asked = check_application_at(&mut b, &associate, Apply, PERMIT, revoked).await;
+    assert_decision(&asked, true, CheckReason::GrantedDirectly);
+
+    // Unlinked from the associate's account through A (its 100 other links stay).
+    let unlinked = set_link(&mut a, PERMIT, &contractor, false).await;
+    for _ in 0..2 {
+        let asked = check_application_at(&mut b, &associate, Apply, PERMIT, unlinked).await;
+        assert_decision(&asked, false, CheckReason::ApplicationNotLinked);
+        assert!(asked.revision >= unlinked, "{asked:?}");
+    }
+
+    // Linked to another account of the manager's, then merged into the associate's.
+    merged_in_reaches_the_other(
+        &mut a,
+        &mut b,
+        [&manager, &associate],
+        &contractor,
+        PERMIT,
+        Apply,
+    )
+    .await;
+}
+
+/// Links `permit` to a new account of `manager`'s, which `associate` (holding `permission` on
+/// `contractor`) is not in: B denies the check on it (from its cache the second time). Merged
+/// into `contractor` through A, it is allowed by B at the merge's revision.
+async fn merged_in_reaches_the_other(
+    a: &mut TestApp,
+    b: &mut TestApp,
+    [manager, associate]: [&str; 2],
+    contractor: &str,
+    permit: &str,
+    permission: Permission,
+) {
     let other = a
-        .contractor(&manager)
+        .contractor(manager)
         .await
         .contractor
         .expect("an account")
         .contractor_id;
-    let linked = set_link(&mut a, OTHER_PERMIT, &other, true).await;
+    let linked = set_link(a, permit, &other, true).await;
     for _ in 0..2 {
-        let before = check_application_at(&mut b, &associate, Pay, OTHER_PERMIT, linked).await;
+        let before = check_application_at(b, associate, permission, permit, linked).await;
         assert_decision(&before, false, CheckReason::ApplicationNotLinked);
     }
     let merged = a
         .contractors
         .merge_contractors(MergeContractorsRequest {
-            survivor_contractor_id: contractor.clone(),
-            absorbed_contractor_ids: vec![other.clone()],
+            survivor_contractor_id: contractor.to_owned(),
+            absorbed_contractor_ids: vec![other],
         })
         .await
         .expect("merged")
         .into_inner()
         .revision;
-    let after = check_application_at(&mut b, &associate, Pay, OTHER_PERMIT, merged).await;
+    let after = check_application_at(b, associate, permission, permit, merged).await;
     assert_decision(&after, true, CheckReason::GrantedDirectly);
     assert_eq!(after.contractor_id, contractor);
     assert!(after.revision >= merged, "{after:?}");
@@ -414,9 +497,12 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
     for customer in &associates {
         history.record(start, customer, Vec::new());
     }
-    // A permit linked and unlinked along the way: whether it was linked, by revision.
-    const PERMIT: &str = "24-800001 BLD";
-    let mut permit_linked: Vec<(i64, bool)> = vec![(start, false)];
+    // Two permits linked and unlinked along the way, the second also linked to 70 other
+    // accounts (more than the cache keeps the links of): whether each was linked to the
+    // associates' account, by revision.
+    const PERMITS: [&str; 2] = ["24-800001 BLD", "24-800002 BLD"];
+    a.link_widely(PERMITS[1], 70).await;
+    let mut permit_linked: [Vec<(i64, bool)>; 2] = [vec![(start, false)], vec![(start, false)]];
     let linked_at = |links: &[(i64, bool)], revision: i64| {
         links
             .iter()
@@ -441,7 +527,7 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
                     let mut request = check_request(customer, Pay, &contractor, 0);
                     if dice.below(2) == 0 {
                         request.contractor_id.clear();
-                        request.application_id = PERMIT.to_owned();
+                        request.application_id = PERMITS[dice.below(2)].to_owned();
                     }
                     let _ = client.check_permission(request).await;
                 }
@@ -461,9 +547,10 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
             .collect();
         let writer = if dice.below(2) == 0 { &mut a } else { &mut b };
         if dice.below(4) == 0 {
-            let link = !linked_at(&permit_linked, i64::MAX);
-            let revision = set_link(writer, PERMIT, &contractor, link).await;
-            permit_linked.push((revision, link));
+            let which = dice.below(2);
+            let link = !linked_at(&permit_linked[which], i64::MAX);
+            let revision = set_link(writer, PERMITS[which], &contractor, link).await;
+            permit_linked[which].push((revision, link));
         }
         let writer = if dice.below(2) == 0 { &mut a } else { &mut b };
         let written = writer
@@ -495,16 +582,19 @@ async fn random_interleavings_of_changes_and_cached_checks_across_two_replicas_n
             );
             // The same, by the permit: allowed while it is linked and the grant holds.
             let reader = if dice.below(2) == 0 { &mut a } else { &mut b };
-            let answer = check_application_at(reader, customer, permission, PERMIT, asked).await;
+            let which = dice.below(2);
+            let answer =
+                check_application_at(reader, customer, permission, PERMITS[which], asked).await;
             assert!(
                 answer.revision >= asked,
                 "asked {asked}, answered {answer:?}"
             );
             assert_eq!(
                 answer.allowed,
-                linked_at(&permit_linked, answer.revision)
+                linked_at(&permit_linked[which], answer.revision)
                     && history.held(answer.revision, customer, permission),
-                "seed {seed}: {customer} {permission:?} on the permit at {answer:?}"
+                "seed {seed}: {customer} {permission:?} on {} at {answer:?}",
+                PERMITS[which]
             );
             verified += 2;
         }

@@ -444,6 +444,11 @@ async fn batch_answers_as_single_checks(mut app: TestApp) {
         })
         .await
         .unwrap();
+    // A permit linked to more accounts than the cache keeps the links of, one of them the
+    // associate's.
+    let wide = "24-777777 BLD";
+    link(&mut app, wide, &contractor).await;
+    app.link_widely(wide, 70).await;
     let unknown = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
     let item =
         |customer: &str, permission: mandate::pb::Permission, account: &str, permit: &str| {
@@ -471,6 +476,7 @@ async fn batch_answers_as_single_checks(mut app: TestApp) {
         items.push(item(customer, Pay, &contractor, PERMIT));
         for permission in [Pay, Inspections] {
             items.push(item(customer, permission, "", shared));
+            items.push(item(customer, permission, "", wide));
         }
     }
     items.push(item(&associate, Unspecified, &contractor, ""));

@@ -383,10 +383,8 @@ impl Store {
     }
 
     /// A page of `accessible_applications` from the database, keeping what it read in the
-    /// check cache: the customer's memberships, each account's applications (up to
-    /// `MOST_ACCOUNT_APPS`) and the customer's claimed records. `None` when they do not all
-    /// fit the cache, or the customer claimed a legacy record (`accessible_applications` reads
-    /// those pages as it did).
+    /// check cache (`load_customers`). `None` when it does not all fit the cache, or the
+    /// customer claimed a legacy record (`accessible_applications` reads those pages as it did).
     async fn read_accessible(
         &self,
         customer_id: &str,
@@ -394,73 +392,107 @@ impl Store {
         size: u64,
         after: Option<&ApplicationCursor>,
     ) -> Result<Option<Page<AccessibleApplication>>> {
-        let cache = &self.changes.cache;
-        let revision = self.latest_revision().await?;
-        let memberships: Vec<(String, Grant)> = member::Entity::find()
-            .filter(member::Column::CustomerId.eq(customer_id))
-            .order_by_asc(member::Column::ContractorId)
-            .limit(u64::try_from(MOST_MEMBERSHIPS + 1).unwrap_or(u64::MAX))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|m| {
-                let grant = Grant {
-                    permissions: stored_permissions(m.permissions),
-                    expire_time: m.expire_time,
-                };
-                (m.contractor_id, grant)
-            })
-            .collect();
-        if memberships.len() > MOST_MEMBERSHIPS {
+        let mut loaded = self.load_customers(&HashSet::from([customer_id])).await?;
+        let Some(loaded) = loaded.remove(customer_id) else {
+            return Ok(None);
+        };
+        if !loaded.records.is_empty() {
             return Ok(None);
         }
-        let records: Vec<String> = legacy_customer::Entity::find()
-            .filter(legacy_customer::Column::CustomerId.eq(customer_id))
+        Ok(page_of_accessible(
+            &loaded.memberships,
+            permission,
+            size,
+            after,
+            |account| loaded.apps.get(account).cloned(),
+        ))
+    }
+
+    /// What the check cache keeps of each of `customers` (that exists) for its lists and for
+    /// checks on widely linked applications, read in three statements and kept: its
+    /// memberships, the records it claimed, and each of its accounts' applications. A
+    /// customer associated with more accounts than the cache keeps is left out.
+    async fn load_customers(&self, customers: &HashSet<&str>) -> Result<HashMap<String, Loaded>> {
+        let cache = &self.changes.cache;
+        let mut loaded = HashMap::new();
+        if customers.is_empty() {
+            return Ok(loaded);
+        }
+        let revision = self.latest_revision().await?;
+        let mut memberships = first_memberships(&self.db, customers, MOST_MEMBERSHIPS + 1).await?;
+        memberships.retain(|_, m| m.len() <= MOST_MEMBERSHIPS);
+        let mut records: HashMap<String, Vec<String>> = HashMap::new();
+        for (customer, record) in legacy_customer::Entity::find()
+            .filter(
+                legacy_customer::Column::CustomerId.is_in(memberships.keys().map(String::as_str)),
+            )
             .select_only()
+            .column(legacy_customer::Column::CustomerId)
             .column(legacy_customer::Column::LegacyCustomerId)
-            .into_tuple()
+            .into_tuple::<(Option<String>, String)>()
             .all(&self.db)
-            .await?;
-        let accounts: HashSet<&str> = memberships.iter().map(|(a, _)| a.as_str()).collect();
-        let apps = read_account_apps(&self.db, &accounts).await?;
-        cache.put_claimed(
-            customer_id,
-            Claimed {
-                revision,
-                records: records.clone().into(),
-            },
-        );
-        cache.put_memberships(
-            customer_id,
-            Memberships {
-                revision,
-                accounts: memberships.clone().into(),
-            },
-        );
-        let empty = Vec::new();
+            .await?
+        {
+            if let Some(customer) = customer {
+                records.entry(customer).or_default().push(record);
+            }
+        }
+        let accounts: HashSet<&str> = memberships
+            .values()
+            .flatten()
+            .map(|(account, _)| account.as_str())
+            .collect();
+        let mut apps: HashMap<String, std::sync::Arc<[String]>> = HashMap::new();
+        let mut read = read_account_apps(&self.db, &accounts).await?;
         for account in &accounts {
-            let applications = apps.get(*account).unwrap_or(&empty);
+            let mut applications = read.remove(*account).unwrap_or_default();
+            applications.sort_unstable();
+            let applications: std::sync::Arc<[String]> = applications.into();
             cache.put_account_apps(
                 account,
                 AccountApps {
                     revision,
-                    applications: applications.clone().into(),
+                    applications: applications.clone(),
+                },
+            );
+            if applications.len() <= MOST_ACCOUNT_APPS {
+                apps.insert((*account).to_owned(), applications);
+            }
+        }
+        for (customer_id, memberships) in memberships {
+            let records: std::sync::Arc<[String]> =
+                records.remove(&customer_id).unwrap_or_default().into();
+            let memberships: std::sync::Arc<[(String, Grant)]> = memberships.into();
+            cache.put_customer(&customer_id);
+            cache.put_claimed(
+                &customer_id,
+                Claimed {
+                    revision,
+                    records: records.clone(),
+                },
+            );
+            cache.put_memberships(
+                &customer_id,
+                Memberships {
+                    revision,
+                    accounts: memberships.clone(),
+                },
+            );
+            let mine = memberships
+                .iter()
+                .filter_map(|(account, _)| Some((account.clone(), apps.get(account)?.clone())))
+                .collect();
+            loaded.insert(
+                customer_id,
+                Loaded {
+                    revision,
+                    memberships,
+                    records,
+                    apps: mine,
                 },
             );
         }
-        if !records.is_empty() {
-            return Ok(None);
-        }
-        Ok(page_of_accessible(
-            &memberships,
-            permission,
-            size,
-            after,
-            |account| {
-                let applications = apps.get(account).unwrap_or(&empty);
-                (applications.len() <= MOST_ACCOUNT_APPS).then(|| applications.clone().into())
-            },
-        ))
+        Ok(loaded)
     }
 
     /// The answer to a check on an application alone from the check cache, when the cache may
@@ -488,7 +520,17 @@ impl Store {
                 let links = cache
                     .app(application_id)
                     .filter(|l| l.revision <= applied)?;
+                let memberships;
                 let mut linked = Vec::with_capacity(links.accounts.len());
+                if links.wide {
+                    memberships = cache
+                        .memberships(customer_id)
+                        .filter(|m| m.revision <= applied)?;
+                    linked = linked_by_memberships(&memberships.accounts, application_id, |a| {
+                        let apps = cache.account_apps(a).filter(|a| a.revision <= applied)?;
+                        Some(apps.applications)
+                    })?;
+                }
                 for account in links.accounts.iter() {
                     let entry = cache
                         .entry(customer_id, account)
@@ -542,9 +584,6 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await?;
-        if accounts.len() > MOST_LINKS {
-            return Ok(None);
-        }
         let owners: Vec<String> = legacy_application::Entity::find()
             .filter(legacy_application::Column::ApplicationId.eq(application_id))
             .select_only()
@@ -552,6 +591,11 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await?;
+        if accounts.len() > MOST_LINKS {
+            return self
+                .read_wide_app_check(customer_id, permission, application_id, revision, owners)
+                .await;
+        }
         let grants: HashMap<String, Grant> = if accounts.is_empty() {
             HashMap::new()
         } else {
@@ -610,6 +654,7 @@ impl Store {
             AppLinks {
                 revision,
                 accounts: accounts.clone().into(),
+                wide: false,
                 owners: owners.clone(),
             },
         );
@@ -624,6 +669,49 @@ impl Store {
             reason,
             contractor_id,
             revision,
+        }))
+    }
+
+    /// `read_app_check` for an application linked more widely than the cache keeps: that it
+    /// is, and the customer's memberships and their accounts' applications (`load_customers`),
+    /// which decide. `None` when those do not fit the cache.
+    async fn read_wide_app_check(
+        &self,
+        customer_id: &str,
+        permission: Permission,
+        application_id: &str,
+        revision: Revision,
+        owners: Vec<String>,
+    ) -> Result<Option<CheckOutcome>> {
+        let owners: std::sync::Arc<[String]> = owners.into();
+        self.changes.cache.put_app(
+            application_id,
+            AppLinks {
+                revision,
+                accounts: std::sync::Arc::from(Vec::new()),
+                wide: true,
+                owners: owners.clone(),
+            },
+        );
+        let mut loaded = self.load_customers(&HashSet::from([customer_id])).await?;
+        let Some(loaded) = loaded.remove(customer_id) else {
+            return Ok(None);
+        };
+        let Some(linked) = linked_by_memberships(&loaded.memberships, application_id, |a| {
+            loaded.apps.get(a).cloned()
+        }) else {
+            return Ok(None);
+        };
+        let (reason, contractor_id) = decide_app(permission, &linked, &owners, || {
+            Some(loaded.records.clone())
+        })
+        .ok_or_else(|| {
+            Error::Internal("a check on a widely linked application went undecided".into())
+        })?;
+        Ok(Some(CheckOutcome {
+            reason,
+            contractor_id,
+            revision: loaded.revision,
         }))
     }
 
@@ -735,17 +823,24 @@ impl Store {
                 );
             }
         }
+        // Applications linked more widely than the cache keeps: decided from the customers'
+        // memberships and their accounts' applications, which the cache keeps for the next
+        // batch; for a customer whose do not fit it, from its grants on their accounts, in one
+        // statement.
         let empty = Vec::new();
+        let mut wide: Vec<&str> = Vec::new();
         for application_id in &applications {
             let links = read.links.get(*application_id).unwrap_or(&empty);
-            if links.len() > MOST_LINKS {
-                continue;
+            let widely = links.len() > MOST_LINKS;
+            if widely {
+                wide.push(application_id);
             }
             cache.put_app(
                 application_id,
                 AppLinks {
                     revision,
-                    accounts: links.clone().into(),
+                    accounts: if widely { &[][..] } else { links }.into(),
+                    wide: widely,
                     owners: read
                         .owners
                         .get(*application_id)
@@ -755,14 +850,26 @@ impl Store {
                 },
             );
         }
-        // Applications linked more widely than the cache keeps: the customers' grants on their
-        // accounts, from the customers' memberships (a handful each), in one statement.
-        let wide: Vec<&str> = applications
-            .iter()
-            .copied()
-            .filter(|a| read.links.get(*a).is_some_and(|l| l.len() > MOST_LINKS))
+        let widely_checked = || {
+            missed
+                .iter()
+                .map(|&i| checks[i])
+                .filter(|c| known.contains(c.customer_id) && wide.contains(&c.application_id))
+        };
+        let loaded = self
+            .load_customers(&widely_checked().map(|c| c.customer_id).collect())
+            .await?;
+        let from_memberships = |check: &ApplicationCheck<'_>| {
+            let loaded = loaded.get(check.customer_id)?;
+            linked_by_memberships(&loaded.memberships, check.application_id, |a| {
+                loaded.apps.get(a).cloned()
+            })
+        };
+        let unfit: HashSet<String> = widely_checked()
+            .filter(|c| from_memberships(c).is_none())
+            .map(|c| c.customer_id.to_owned())
             .collect();
-        let widely = wide_grants(&self.db, &known, &wide).await?;
+        let widely = wide_grants(&self.db, &unfit, &wide).await?;
         let none = Vec::new();
         for i in missed {
             let check = checks[i];
@@ -773,12 +880,16 @@ impl Store {
             let links = read.links.get(check.application_id).unwrap_or(&empty);
             let mut linked: Vec<(&str, Option<Grant>)> = Vec::new();
             if links.len() > MOST_LINKS {
-                let key = (
-                    check.customer_id.to_owned(),
-                    check.application_id.to_owned(),
-                );
-                for (account, grant) in widely.get(&key).unwrap_or(&none) {
-                    linked.push((account.as_str(), Some(*grant)));
+                if let Some(found) = from_memberships(&check) {
+                    linked = found;
+                } else {
+                    let key = (
+                        check.customer_id.to_owned(),
+                        check.application_id.to_owned(),
+                    );
+                    for (account, grant) in widely.get(&key).unwrap_or(&none) {
+                        linked.push((account.as_str(), Some(*grant)));
+                    }
                 }
             }
             for account in links.iter().filter(|_| links.len() <= MOST_LINKS) {
@@ -953,6 +1064,39 @@ fn decide_app(
     Some((reason, contractor_id))
 }
 
+/// What `load_customers` read of one customer.
+struct Loaded {
+    revision: Revision,
+    /// Each account with the customer's grant, in account order.
+    memberships: std::sync::Arc<[(String, Grant)]>,
+    /// The legacy records it claimed.
+    records: std::sync::Arc<[String]>,
+    /// The applications of each of its accounts that has no more than the cache keeps, in
+    /// bytewise order.
+    apps: HashMap<String, std::sync::Arc<[String]>>,
+}
+
+/// The accounts of `memberships` that `application_id` is linked to, with their grants, in
+/// account order; `applications` gives each account's applications in bytewise order, `None`
+/// when it cannot (then so is the answer).
+fn linked_by_memberships<'a>(
+    memberships: &'a [(String, Grant)],
+    application_id: &str,
+    applications: impl Fn(&str) -> Option<std::sync::Arc<[String]>>,
+) -> Option<Vec<(&'a str, Option<Grant>)>> {
+    let mut linked = Vec::new();
+    for (account, grant) in memberships {
+        let list = applications(account)?;
+        if list
+            .binary_search_by(|a| a.as_str().cmp(application_id))
+            .is_ok()
+        {
+            linked.push((account.as_str(), Some(*grant)));
+        }
+    }
+    Some(linked)
+}
+
 /// One check of a batch that names an application and no account.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplicationCheck<'a> {
@@ -1057,6 +1201,44 @@ async fn read_account_apps(
     .await
 }
 
+/// `$1, $2, …` (`?1, ?2, …` on SQLite): `count` placeholders for a statement's values.
+fn placeholders(backend: DbBackend, count: usize) -> String {
+    (1..=count)
+        .map(|n| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => format!("?{n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first `most` memberships of each of `customers`, in account order, with their grants,
+/// in one statement.
+async fn first_memberships(
+    db: &impl ConnectionTrait,
+    customers: &HashSet<&str>,
+    most: usize,
+) -> Result<HashMap<String, Vec<(String, Grant)>>> {
+    let ranked = Ranked {
+        table: "memberships",
+        by: "customer_id",
+        then: "contractor_id",
+        also: &["permissions", "expire_time"],
+    };
+    ranked
+        .first(db, customers, most, |row| {
+            let contractor_id: String = row.try_get_by_index(1)?;
+            let permissions: i16 = row.try_get_by_index(2)?;
+            let expire_time: Option<DateTime<Utc>> = row.try_get_by_index(3)?;
+            let grant = Grant {
+                permissions: stored_permissions(permissions),
+                expire_time,
+            };
+            Ok((contractor_id, grant))
+        })
+        .await
+}
+
 /// The first `most` links of each of `keys`, the values of the column `by`, in the order of
 /// the column `then`: each key's values of `then`, in one statement.
 async fn first_links(
@@ -1066,34 +1248,67 @@ async fn first_links(
     keys: &HashSet<&str>,
     most: usize,
 ) -> Result<HashMap<String, Vec<String>>> {
-    let mut found: HashMap<String, Vec<String>> = HashMap::new();
-    if keys.is_empty() {
-        return Ok(found);
+    let ranked = Ranked {
+        table: "application_links",
+        by,
+        then,
+        also: &[],
+    };
+    ranked
+        .first(db, keys, most, |row| Ok(row.try_get_by_index(1)?))
+        .await
+}
+
+/// The rows of `table` by the column `by`, in the order of the column `then`, with the
+/// columns `also` after those two.
+struct Ranked {
+    table: &'static str,
+    by: &'static str,
+    then: &'static str,
+    also: &'static [&'static str],
+}
+
+impl Ranked {
+    /// The first `most` rows of each of `keys`, each made by `row` (from the columns `by`,
+    /// `then` and `also`, in that order), in one statement.
+    async fn first<T>(
+        &self,
+        db: &impl ConnectionTrait,
+        keys: &HashSet<&str>,
+        most: usize,
+        row: impl Fn(&sea_orm::QueryResult) -> Result<T>,
+    ) -> Result<HashMap<String, Vec<T>>> {
+        let mut found: HashMap<String, Vec<T>> = HashMap::new();
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        let Self {
+            table, by, then, ..
+        } = self;
+        let columns = [*by, *then]
+            .iter()
+            .chain(self.also)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let backend = db.get_database_backend();
+        let sql = format!(
+            "SELECT {columns} FROM (SELECT {columns}, \
+             ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY {then}) AS n \
+             FROM {table} WHERE {by} IN ({})) ranked WHERE n <= {most} \
+             ORDER BY {by}, {then}",
+            placeholders(backend, keys.len())
+        );
+        let values: Vec<sea_orm::Value> = keys.iter().map(|k| (*k).into()).collect();
+        for read in db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            let key: String = read.try_get_by_index(0)?;
+            found.entry(key).or_default().push(row(&read)?);
+        }
+        Ok(found)
     }
-    let backend = db.get_database_backend();
-    let placeholders: Vec<String> = (1..=keys.len())
-        .map(|n| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => format!("?{n}"),
-        })
-        .collect();
-    let sql = format!(
-        "SELECT {by}, {then} FROM (SELECT {by}, {then}, \
-         ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY {then}) AS n \
-         FROM application_links WHERE {by} IN ({})) ranked WHERE n <= {most} \
-         ORDER BY {by}, {then}",
-        placeholders.join(", ")
-    );
-    let values: Vec<sea_orm::Value> = keys.iter().map(|k| (*k).into()).collect();
-    for row in db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-    {
-        let key: String = row.try_get_by_index(0)?;
-        let value: String = row.try_get_by_index(1)?;
-        found.entry(key).or_default().push(value);
-    }
-    Ok(found)
 }
 
 /// The grants of `customers` on the accounts each of `applications` is linked to, by customer
@@ -1451,6 +1666,24 @@ mod tests {
             .iter()
             .map(|a| (a.application_id.as_str(), a.contractor_id.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_widely_linked_application_is_found_through_the_customers_accounts_in_order() {
+        let pay = Grant::lasting(PermissionSet::of([Permission::Pay]));
+        let apply = Grant::lasting(PermissionSet::of([Permission::Apply]));
+        let memberships = vec![
+            (A.to_owned(), pay),
+            (B.to_owned(), apply),
+            (C.to_owned(), pay),
+        ];
+        let linked = linked_by_memberships(&memberships, "24-3 BLD", lists).unwrap();
+        assert_eq!(linked, [(A, Some(pay)), (B, Some(apply))]);
+        let linked = linked_by_memberships(&memberships, "24-4 BLD", lists).unwrap();
+        assert!(linked.is_empty());
+        // An account whose applications are not known: no answer, not a denial.
+        let unknown = vec![(A.to_owned(), pay), ("elsewhere".to_owned(), pay)];
+        assert_eq!(linked_by_memberships(&unknown, "24-3 BLD", lists), None);
     }
 
     #[test]

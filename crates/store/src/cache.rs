@@ -7,10 +7,11 @@
 //! away (unknown ids are read from the database each time; merged accounts are rare).
 //!
 //! Beside the grants it keeps what checks by application read besides them: the accounts an
-//! application is linked to (up to `MOST_LINKS`; an application linked more widely is read from
-//! the database each time) with the legacy records that own it, the legacy records each
-//! customer has claimed, and which customers exist. A link, an unlink, a merge or an import
-//! drops what it changed, as a change to an account drops the account's grants.
+//! application is linked to (up to `MOST_LINKS`; of an application linked more widely, only
+//! that it is, and a check on it is decided from the customer's memberships and those accounts'
+//! applications) with the legacy records that own it, the legacy records each customer has
+//! claimed, and which customers exist. A link, an unlink, a merge or an import drops what it
+//! changed, as a change to an account drops the account's grants.
 //!
 //! Consistency: an entry read at revision `R` holds for every revision from `R` up to the one
 //! the tail has applied, because the tail drops it before it moves past a change to its account.
@@ -38,8 +39,11 @@ pub(crate) const MOST_LINKS: usize = 64;
 pub(crate) struct AppLinks {
     /// The revision it was read at.
     pub revision: Revision,
-    /// The accounts, in id order.
+    /// The accounts, in id order; none when `wide`.
     pub accounts: Arc<[String]>,
+    /// Linked to more than `MOST_LINKS` accounts: a check decides from the customer's
+    /// memberships instead.
+    pub wide: bool,
     /// The legacy customer records the application belongs to.
     pub owners: Arc<[String]>,
 }
@@ -57,7 +61,7 @@ pub(crate) struct Memberships {
     pub accounts: Arc<[(String, Grant)]>,
 }
 
-/// The applications linked to an account, as read at `revision`, in order.
+/// The applications linked to an account, as read at `revision`, in (bytewise) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AccountApps {
     pub revision: Revision,
@@ -374,13 +378,19 @@ impl CheckCache {
     }
 
     /// Keeps the applications of `contractor_id`, unless they are too many or the tail has
-    /// begun to apply a later change.
-    pub fn put_account_apps(&self, contractor_id: &str, apps: AccountApps) {
+    /// begun to apply a later change. They are kept in bytewise order, whatever order the
+    /// database sorted them in, so that they can be searched.
+    pub fn put_account_apps(&self, contractor_id: &str, mut apps: AccountApps) {
         let Some(account) = key(contractor_id) else {
             return;
         };
         if self.shard_capacity == 0 || apps.applications.len() > MOST_ACCOUNT_APPS {
             return;
+        }
+        if !apps.applications.is_sorted() {
+            let mut sorted = apps.applications.to_vec();
+            sorted.sort_unstable();
+            apps.applications = sorted.into();
         }
         let mut shard = self.lock(account);
         if apps.revision < self.applying.load(Ordering::Acquire) {
@@ -516,6 +526,26 @@ impl CheckCache {
                         .len()
                 })
                 .sum(),
+            memberships: self
+                .customers
+                .iter()
+                .map(|s| {
+                    s.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .memberships
+                        .len()
+                })
+                .sum(),
+            account_apps: self
+                .shards
+                .iter()
+                .map(|s| {
+                    s.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .applications
+                        .len()
+                })
+                .sum(),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
         }
@@ -548,6 +578,10 @@ pub struct CacheStats {
     pub entries: usize,
     /// Applications whose links are held.
     pub applications: usize,
+    /// Customers whose memberships are held.
+    pub memberships: usize,
+    /// Accounts whose applications are held.
+    pub account_apps: usize,
     pub hits: u64,
     pub misses: u64,
 }
@@ -626,6 +660,7 @@ mod tests {
         AppLinks {
             revision,
             accounts: accounts.iter().map(|a| (*a).to_owned()).collect(),
+            wide: false,
             owners: Arc::from(Vec::new()),
         }
     }
@@ -668,6 +703,34 @@ mod tests {
     }
 
     #[test]
+    fn an_accounts_applications_are_kept_in_bytewise_order_whatever_order_they_came_in() {
+        let cache = CheckCache::new(100, 1);
+        let read = [
+            "24-000002 BLD",
+            "24-000001 bld",
+            "24-000001 BLD",
+            "24 000003 BLD",
+        ];
+        cache.put_account_apps(
+            ACCOUNT,
+            AccountApps {
+                revision: 1,
+                applications: read.iter().map(|a| (*a).to_owned()).collect(),
+            },
+        );
+        let kept = cache.account_apps(ACCOUNT).unwrap();
+        assert_eq!(
+            kept.applications.as_ref(),
+            [
+                "24 000003 BLD",
+                "24-000001 BLD",
+                "24-000001 bld",
+                "24-000002 BLD"
+            ]
+        );
+    }
+
+    #[test]
     fn claimed_records_are_dropped_for_their_customer_alone() {
         let cache = CheckCache::new(100, 1);
         let other = "0196a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6d";
@@ -698,8 +761,31 @@ mod tests {
                     records: Arc::from(Vec::new()),
                 },
             );
+            cache.put_memberships(
+                &customer,
+                Memberships {
+                    revision: 1,
+                    accounts: Arc::from(Vec::new()),
+                },
+            );
+            cache.put_account_apps(
+                &uuid::Uuid::now_v7().to_string(),
+                AccountApps {
+                    revision: 1,
+                    applications: Arc::from(vec![format!("24-{n:06} BLD")]),
+                },
+            );
         }
-        assert!(cache.stats().applications <= 160, "{:?}", cache.stats());
+        let stats = cache.stats();
+        assert!(stats.applications <= 160, "{stats:?}");
+        assert!(
+            stats.memberships > 0 && stats.memberships <= 160,
+            "{stats:?}"
+        );
+        assert!(
+            stats.account_apps > 0 && stats.account_apps <= 160,
+            "{stats:?}"
+        );
         let customers: usize = cache
             .customers
             .iter()
