@@ -259,6 +259,19 @@ async fn checks_on_a_widely_linked_application_are_cached_and_changes_reach_the_
         "B answered the checks on the wide application from its cache: {:?}",
         b.store.cache_stats()
     );
+    // A customer in no account at all: denied, from the cache the second time.
+    let stranger = a.customer("stranger").await.customer_id;
+    let first = check_application_at(&mut b, &stranger, Pay, PERMIT, linked).await;
+    assert_decision(&first, false, CheckReason::ApplicationNotLinked);
+    let hits = b.store.cache_stats().hits;
+    let again = check_application_at(&mut b, &stranger, Pay, PERMIT, linked).await;
+    assert_decision(&again, false, CheckReason::ApplicationNotLinked);
+    assert_eq!(
+        b.store.cache_stats().hits,
+        hits + 1,
+        "{:?}",
+        b.store.cache_stats()
+    );
 
     // The grant changed through A: B answers the new grant at its revision.
     let revoked = a

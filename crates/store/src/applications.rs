@@ -408,8 +408,8 @@ impl Store {
         ))
     }
 
-    /// What the check cache keeps of each of `customers` (that exists) for its lists and for
-    /// checks on widely linked applications, read in three statements and kept: its
+    /// What the check cache keeps of each of `customers` (which must exist) for its lists and
+    /// for checks on widely linked applications, read in three statements and kept: its
     /// memberships, the records it claimed, and each of its accounts' applications. A
     /// customer associated with more accounts than the cache keeps is left out.
     async fn load_customers(&self, customers: &HashSet<&str>) -> Result<HashMap<String, Loaded>> {
@@ -419,13 +419,15 @@ impl Store {
             return Ok(loaded);
         }
         let revision = self.latest_revision().await?;
-        let mut memberships = first_memberships(&self.db, customers, MOST_MEMBERSHIPS + 1).await?;
-        memberships.retain(|_, m| m.len() <= MOST_MEMBERSHIPS);
+        let mut read = first_memberships(&self.db, customers, MOST_MEMBERSHIPS + 1).await?;
+        let memberships: HashMap<&str, Vec<(String, Grant)>> = customers
+            .iter()
+            .map(|c| (*c, read.remove(*c).unwrap_or_default()))
+            .filter(|(_, m)| m.len() <= MOST_MEMBERSHIPS)
+            .collect();
         let mut records: HashMap<String, Vec<String>> = HashMap::new();
         for (customer, record) in legacy_customer::Entity::find()
-            .filter(
-                legacy_customer::Column::CustomerId.is_in(memberships.keys().map(String::as_str)),
-            )
+            .filter(legacy_customer::Column::CustomerId.is_in(memberships.keys().copied()))
             .select_only()
             .column(legacy_customer::Column::CustomerId)
             .column(legacy_customer::Column::LegacyCustomerId)
@@ -461,18 +463,18 @@ impl Store {
         }
         for (customer_id, memberships) in memberships {
             let records: std::sync::Arc<[String]> =
-                records.remove(&customer_id).unwrap_or_default().into();
+                records.remove(customer_id).unwrap_or_default().into();
             let memberships: std::sync::Arc<[(String, Grant)]> = memberships.into();
-            cache.put_customer(&customer_id);
+            cache.put_customer(customer_id);
             cache.put_claimed(
-                &customer_id,
+                customer_id,
                 Claimed {
                     revision,
                     records: records.clone(),
                 },
             );
             cache.put_memberships(
-                &customer_id,
+                customer_id,
                 Memberships {
                     revision,
                     accounts: memberships.clone(),
@@ -483,7 +485,7 @@ impl Store {
                 .filter_map(|(account, _)| Some((account.clone(), apps.get(account)?.clone())))
                 .collect();
             loaded.insert(
-                customer_id,
+                customer_id.to_owned(),
                 Loaded {
                     revision,
                     memberships,
@@ -514,9 +516,6 @@ impl Store {
                 // Read first: every entry present afterwards, and read at or before it, holds
                 // at this revision; one read later (ahead of the tail) is not used.
                 let applied = cache.applied();
-                if !cache.knows_customer(customer_id) {
-                    return None;
-                }
                 let links = cache
                     .app(application_id)
                     .filter(|l| l.revision <= applied)?;
@@ -538,6 +537,11 @@ impl Store {
                     if entry.grant.is_some() {
                         linked.push((account.as_str(), entry.grant));
                     }
+                }
+                // What was kept of the customer's grants or memberships was read once it was
+                // found, and customers are never deleted: only without either is it asked.
+                if !links.wide && links.accounts.is_empty() && !cache.knows_customer(customer_id) {
+                    return None;
                 }
                 let (reason, contractor_id) =
                     decide_app(permission, &linked, &links.owners, || {
