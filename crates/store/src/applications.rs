@@ -487,7 +487,6 @@ impl Store {
             loaded.insert(
                 customer_id.to_owned(),
                 Loaded {
-                    revision,
                     memberships,
                     records,
                     apps: mine,
@@ -715,7 +714,9 @@ impl Store {
         Ok(Some(CheckOutcome {
             reason,
             contractor_id,
-            revision: loaded.revision,
+            // The revision read first: the owners were read at it, and what `load_customers`
+            // read holds at it too (it was read later).
+            revision,
         }))
     }
 
@@ -860,9 +861,13 @@ impl Store {
                 .map(|&i| checks[i])
                 .filter(|c| known.contains(c.customer_id) && wide.contains(&c.application_id))
         };
-        let loaded = self
-            .load_customers(&widely_checked().map(|c| c.customer_id).collect())
-            .await?;
+        // Reading for the cache costs statements of its own: not when there is no cache.
+        let loaded = if cache.keeps() {
+            self.load_customers(&widely_checked().map(|c| c.customer_id).collect())
+                .await?
+        } else {
+            HashMap::new()
+        };
         let from_memberships = |check: &ApplicationCheck<'_>| {
             let loaded = loaded.get(check.customer_id)?;
             linked_by_memberships(&loaded.memberships, check.application_id, |a| {
@@ -1070,7 +1075,6 @@ fn decide_app(
 
 /// What `load_customers` read of one customer.
 struct Loaded {
-    revision: Revision,
     /// Each account with the customer's grant, in account order.
     memberships: std::sync::Arc<[(String, Grant)]>,
     /// The legacy records it claimed.
