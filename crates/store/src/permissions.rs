@@ -8,6 +8,7 @@ use crate::contractors::{
 };
 use crate::entity::{contractor, customer, membership as member};
 use crate::merged::{Merged, lock_account, retire_alias_pins, retired_detail};
+use crate::tail::Committed;
 use crate::{
     Actor, Associate, Change, ChangeKind, Customer, Error, Result, Revision, SealedPin, Store, now,
     record_change,
@@ -122,11 +123,22 @@ impl Store {
             let revision = self.commit_change(txn, actor, removal).await?;
             return Ok((None, revision));
         };
-        // The removal and the new PIN commit together, each at its own revision.
-        record_change(&txn, actor, removal).await?;
+        // The removal and the new PIN commit together, each at its own revision; the cache
+        // forgets what each of them changed (the commit itself tells it of the last one).
+        let removed = record_change(&txn, actor, removal).await?;
         let (pin, revision) = self
             .commit_new_pin(txn, actor, account, &mut new_pin)
             .await?;
+        self.changes.committed(
+            removed,
+            &Committed {
+                kind: ChangeKind::AssociateRemoved,
+                contractor_id: Some(contractor_id),
+                absorbed: &[],
+                application_id: None,
+                customer_id: Some(customer_id),
+            },
+        );
         Ok((Some(pin), revision))
     }
 
