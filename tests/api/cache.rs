@@ -161,22 +161,35 @@ async fn set_link(app: &mut TestApp, application: &str, contractor: &str, linked
     }
 }
 
+/// Two replicas on one PostgreSQL database; through A the guide's story, Pay granted to the
+/// associate and `permit` linked to the account (and, first, to `others` other accounts); B
+/// allows the associate's first check on the permit at the link's revision, through the
+/// account. A, B, the manager, associate and account, and the link's revision.
+async fn permit_linked_on_both(permit: &str, others: u32) -> (TestApp, TestApp, [String; 3], i64) {
+    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
+    let (manager, associate, contractor, _pin) = a.story().await;
+    if others > 0 {
+        a.link_widely(permit, others).await;
+    }
+    a.set_permissions(&manager, &contractor, &associate, &[Pay])
+        .await
+        .unwrap();
+    let linked = set_link(&mut a, permit, &contractor, true).await;
+    wait_until_applied(&b, linked).await;
+    let first = check_application_at(&mut b, &associate, Pay, permit, linked).await;
+    assert_decision(&first, true, CheckReason::GrantedDirectly);
+    assert_eq!(first.contractor_id, contractor);
+    (a, b, [manager, associate, contractor], linked)
+}
+
 /// #19: checks by application are answered from each replica's cache, and a link, an unlink or
 /// a merge through one replica reaches the other's at once when the check passes its revision,
 /// and within the staleness bound without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_unlinks_and_merges_through_one_replica_reach_the_others_checks_by_application() {
     const PERMIT: &str = "24-700001 BLD";
-    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
-    let (manager, associate, contractor, _pin) = a.story().await;
-    a.set_permissions(&manager, &contractor, &associate, &[Pay])
-        .await
-        .unwrap();
-    let linked = set_link(&mut a, PERMIT, &contractor, true).await;
-    wait_until_applied(&b, linked).await;
-    let first = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
-    assert_decision(&first, true, CheckReason::GrantedDirectly);
-    assert_eq!(first.contractor_id, contractor);
+    let (mut a, mut b, [manager, associate, contractor], linked) =
+        permit_linked_on_both(PERMIT, 0).await;
     let hits = b.store.cache_stats().hits;
     for _ in 0..5 {
         let again = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
@@ -235,17 +248,8 @@ async fn links_unlinks_and_merges_through_one_replica_reach_the_others_checks_by
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_on_a_widely_linked_application_are_cached_and_changes_reach_the_other_replica() {
     const PERMIT: &str = "24-700101 BLD";
-    let (mut a, mut b) = start_replicas(TestDatabase::new(Backend::Postgres).await).await;
-    let (manager, associate, contractor, _pin) = a.story().await;
-    a.link_widely(PERMIT, 100).await;
-    a.set_permissions(&manager, &contractor, &associate, &[Pay])
-        .await
-        .unwrap();
-    let linked = set_link(&mut a, PERMIT, &contractor, true).await;
-    wait_until_applied(&b, linked).await;
-    let first = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;
-    assert_decision(&first, true, CheckReason::GrantedDirectly);
-    assert_eq!(first.contractor_id, contractor);
+    let (mut a, mut b, [manager, associate, contractor], linked) =
+        permit_linked_on_both(PERMIT, 100).await;
     let hits = b.store.cache_stats().hits;
     for _ in 0..5 {
         let again = check_application_at(&mut b, &associate, Pay, PERMIT, linked).await;

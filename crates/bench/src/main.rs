@@ -475,6 +475,27 @@ fn health_call() -> Call {
     })
 }
 
+/// One `CheckPermission`, its answer compared with `expected`; `what` names it in the error.
+async fn checked(
+    channel: Authed,
+    request: CheckPermissionRequest,
+    expected: bool,
+    what: &str,
+) -> Outcome {
+    let decision = PermissionServiceClient::new(channel)
+        .check_permission(request)
+        .await
+        .map_err(|status| status.to_string())?
+        .into_inner();
+    if decision.allowed == expected {
+        Ok(1)
+    } else {
+        Err(format!(
+            "{what} answered {decision:?}, expected allowed = {expected}"
+        ))
+    }
+}
+
 fn check_request(entry: &(String, String, Permission, bool)) -> CheckPermissionRequest {
     CheckPermissionRequest {
         customer_id: entry.0.clone(),
@@ -573,41 +594,18 @@ fn scenario_call(
     match scenario {
         Scenario::Check => Arc::new(move |channel: Authed, n| {
             let entry = &sample.checks[spread(n, sample.checks.len())];
-            let (request, expected) = (check_request(entry), entry.3);
-            Box::pin(async move {
-                let decision = PermissionServiceClient::new(channel)
-                    .check_permission(request)
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner();
-                if decision.allowed == expected {
-                    Ok(1)
-                } else {
-                    Err(format!(
-                        "a check answered {decision:?}, expected allowed = {expected}"
-                    ))
-                }
-            })
+            Box::pin(checked(channel, check_request(entry), entry.3, "a check"))
         }),
         Scenario::CheckByApplication => Arc::new(move |channel: Authed, n| {
             let entry = &sample.applications[spread(n, sample.applications.len())];
             let expected = n % 2 == 0;
             let request = application_request(entry, expected);
-            Box::pin(async move {
-                let decision = PermissionServiceClient::new(channel)
-                    .check_permission(request)
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner();
-                if decision.allowed == expected {
-                    Ok(1)
-                } else {
-                    Err(format!(
-                        "a check by application answered {decision:?}, expected allowed = \
-                         {expected}"
-                    ))
-                }
-            })
+            Box::pin(checked(
+                channel,
+                request,
+                expected,
+                "a check by application",
+            ))
         }),
         Scenario::Batch => batch_call(account_checks(&sample.checks)),
         Scenario::DeniedBatch => batch_call(

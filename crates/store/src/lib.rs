@@ -584,13 +584,7 @@ impl Store {
         actor: &Actor,
         change: Change<'_>,
     ) -> Result<Revision> {
-        let committed = Committed {
-            kind: change.kind,
-            contractor_id: change.contractor_id,
-            absorbed: change.absorbed_contractor_ids,
-            application_id: change.application_id,
-            customer_id: change.customer_id,
-        };
+        let committed = Committed::from(&change);
         let _turn = self.commit_turn.lock().await;
         let revision = record_change(&txn, actor, change).await?;
         self.commit_recorded(txn, revision, &committed).await?;

@@ -125,20 +125,12 @@ impl Store {
         };
         // The removal and the new PIN commit together, each at its own revision; the cache
         // forgets what each of them changed (the commit itself tells it of the last one).
+        let committed = Committed::from(&removal);
         let removed = record_change(&txn, actor, removal).await?;
         let (pin, revision) = self
             .commit_new_pin(txn, actor, account, &mut new_pin)
             .await?;
-        self.changes.committed(
-            removed,
-            &Committed {
-                kind: ChangeKind::AssociateRemoved,
-                contractor_id: Some(contractor_id),
-                absorbed: &[],
-                application_id: None,
-                customer_id: Some(customer_id),
-            },
-        );
+        self.changes.committed(removed, &committed);
         Ok((Some(pin), revision))
     }
 

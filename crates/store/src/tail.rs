@@ -18,6 +18,7 @@ use sea_orm::DbBackend;
 use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::{Notify, broadcast};
 
+use crate::audit::Change;
 use crate::cache::CheckCache;
 use crate::records::{AuditEvent, ChangeKind, Revision};
 use crate::{Result, Store, current_revision};
@@ -39,6 +40,18 @@ pub(crate) struct Committed<'a> {
     pub absorbed: &'a [String],
     pub application_id: Option<&'a str>,
     pub customer_id: Option<&'a str>,
+}
+
+impl<'a> From<&Change<'a>> for Committed<'a> {
+    fn from(change: &Change<'a>) -> Self {
+        Self {
+            kind: change.kind,
+            contractor_id: change.contractor_id,
+            absorbed: change.absorbed_contractor_ids,
+            application_id: change.application_id,
+            customer_id: change.customer_id,
+        }
+    }
 }
 
 /// What the tail shares with the checks and feeds of its replica.
