@@ -4,7 +4,10 @@
 use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &[
+    "proto/google/api/http.proto",
+    "proto/google/api/annotations.proto",
     "proto/google/rpc/error_details.proto",
+    "proto/google/rpc/status.proto",
     "proto/mandate/v1/common.proto",
     "proto/mandate/v1/identity.proto",
     "proto/mandate/v1/contractor.proto",

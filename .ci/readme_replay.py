@@ -16,8 +16,8 @@ shows is tied to the live value in the same place of the first output that print
 then on must be that live value wherever the README shows it again (and two ids or PINs the
 README shows as different must be different). Commands are run with the README's values replaced
 by their live ones, so `MARIE=01a2...` assigns Marie's live id, and a command may only name an id
-that an earlier output printed. The server's address, 127.0.0.1:50051 in the README, is replaced
-by the one the server picked.
+that an earlier output printed. The server's addresses, 127.0.0.1:50051 (gRPC) and 127.0.0.1:8080
+(HTTP) in the README, are replaced by the ones the server picked.
 
 A block preceded by `<!-- replay: skip REASON -->` is not replayed (a human does not see it).
 
@@ -39,6 +39,7 @@ import time
 
 README = "README.md"  # as messages name it; --readme sets it
 README_ADDRESS = "127.0.0.1:50051"
+README_HTTP_ADDRESS = "127.0.0.1:8080"
 COMMAND_TIMEOUT_SECS = 60
 SERVER_START_TIMEOUT_SECS = 60
 
@@ -181,7 +182,7 @@ class Values:
             self.readme[(kind, canonical(kind, live_value))] = readme_value
         self.live[key] = live_value
 
-    def command(self, text, address, where):
+    def command(self, text, addresses, where):
         """The command to run: the README's generated values replaced by the live ones."""
 
         def generated(m):
@@ -201,7 +202,9 @@ class Values:
 
         text = GENERATED.sub(generated, text)
         text = TYPED_PIN.sub(typed_pin, text)
-        return text.replace(README_ADDRESS, address)
+        for readme, live in addresses.items():
+            text = text.replace(readme, live)
+        return text
 
 
 def masked(text):
@@ -257,6 +260,8 @@ def start_server(binary, workdir):
             "127.0.0.1:0",
             "--probe-listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--log-format",
             "text",
             "--database-url",
@@ -271,15 +276,20 @@ def start_server(binary, workdir):
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT_SECS
     serving = re.compile(r"serving mandate\.v1 address=(\S+)")
+    http = re.compile(r"serving the HTTP/JSON API and gRPC-Web address=(\S+)")
     while time.monotonic() < deadline:
         with open(os.path.join(workdir, "server.log")) as f:
-            m = serving.search(f.read())
-        if m:
-            return server, m.group(1)
+            text = f.read()
+        m, h = serving.search(text), http.search(text)
+        if m and h:
+            return server, {README_ADDRESS: m.group(1), README_HTTP_ADDRESS: h.group(1)}
         if server.poll() is not None:
             break
         time.sleep(0.05)
-    raise Mismatch("the server did not start (it logs `serving mandate.v1 address=...`)")
+    raise Mismatch(
+        "the server did not start (it logs `serving mandate.v1 address=...` and `serving the "
+        "HTTP/JSON API and gRPC-Web address=...`)"
+    )
 
 
 def stop(process, grace_secs):
@@ -394,18 +404,20 @@ def main():
     server = shell = None
     started = time.monotonic()
     try:
-        server, address = start_server(binary, workdir)
+        server, addresses = start_server(binary, workdir)
         shell = Shell(workdir, binary)
         values = Values()
         mismatches = 0
         for command in commands:
             where = f"{README}:{command.line_no}"
             try:
-                text = values.command(command.text, address, where)
+                text = values.command(command.text, addresses, where)
                 output, _status = shell.run(text, where)
                 if server.poll() is not None:
                     raise Mismatch(f"{where}: the server exited during the command")
-                compare(command, output.replace(address, README_ADDRESS), values, where)
+                for readme, live in addresses.items():
+                    output = output.replace(live, readme)
+                compare(command, output, values, where)
             except Mismatch as e:
                 if not args.keep_going:
                     raise

@@ -6,6 +6,7 @@ pub mod admin;
 mod api;
 pub mod cli;
 pub mod credentials;
+pub mod gateway;
 mod middleware;
 pub mod ops;
 pub mod server;

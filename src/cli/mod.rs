@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP/JSON API (docs/openapi.json), as the server
+    /// serves it at `/openapi.json`.
+    Openapi,
     /// Ask the running server's readiness probe (`/readyz` on the probe listener): exit 0
     /// when it is ready. For a container's health check, where no HTTP client is installed.
     Probe,
@@ -163,6 +166,11 @@ impl Cli {
             Command::Migrate => migrate::run(settings).await,
             Command::Config { reference } => {
                 config::run(settings, matches, reference);
+                Ok(())
+            }
+            Command::Openapi => {
+                let document = crate::gateway::openapi_json().map_err(CliError::Failed)?;
+                println!("{document}");
                 Ok(())
             }
             Command::Probe => probe::run(settings),

@@ -22,7 +22,7 @@ use tonic::body::Body;
 use tower::Service;
 
 use crate::middleware::{Answer, Around};
-use crate::telemetry::metrics::{MethodLabels, Metrics, code_name};
+use crate::telemetry::metrics::{MethodLabels, Metrics, Transport, code_name};
 
 /// The metadata that carries a call's request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -108,7 +108,12 @@ impl Around for Observe {
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
-        let method = self.metrics.method(request.uri().path());
+        let transport = request
+            .extensions()
+            .get::<Transport>()
+            .copied()
+            .unwrap_or(Transport::Grpc);
+        let method = self.metrics.method(request.uri().path(), transport);
         self.metrics.call_started(&method);
         let mut call = Call {
             metrics: self.metrics.clone(),

@@ -19,6 +19,8 @@ use tonic::server::NamedService;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::util::BoxCloneSyncService;
+use tower_http::cors::CorsLayer;
 
 use crate::admin::{Probes, Routes};
 use crate::api::alerts::PinFailures;
@@ -26,6 +28,7 @@ use crate::api::denials::{Denials, prune_denials, write_denials};
 use crate::api::{ContractorApi, Feeds, IdentityApi, PermissionApi, Shared, State};
 use crate::credentials::keys::{self, KEY_RELOAD, KeyError, KeyRing};
 use crate::credentials::vault::{PinVault, SecretError, load_secret};
+use crate::gateway::Gateway;
 use crate::middleware::AroundLayer;
 use crate::middleware::activity::TrackActivity;
 use crate::middleware::authenticate::Authenticate;
@@ -78,6 +81,14 @@ pub enum StartupError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(
+        "the HTTP listener (--http-listen {0}) serves plain HTTP, while the gRPC listener uses \
+         TLS: keep it on loopback (127.0.0.1) behind a TLS-terminating proxy, or turn it off \
+         with --http-listen off"
+    )]
+    PlainHttp(SocketAddr),
+    #[error("the HTTP listener: {0}")]
+    Http(String),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the server failed: {0}")]
@@ -93,6 +104,10 @@ pub struct Application {
     probe_listener: Option<TcpListener>,
     probe_address: Option<SocketAddr>,
     metrics_address: Option<SocketAddr>,
+    /// The HTTP/JSON and gRPC-Web listener, unless turned off, and its browser origins.
+    http_listener: Option<TcpListener>,
+    http_address: Option<SocketAddr>,
+    cors: Option<CorsLayer>,
     limits: ConnectionLimits,
     keepalive: Duration,
     grace: Duration,
@@ -119,6 +134,12 @@ impl Application {
         let limits = settings.connection_limits();
         let tls = crate::transport::tls::server_config(&settings.tls, limits.handshake_timeout)
             .map_err(StartupError::Tls)?;
+        if let (Some(_), HttpListen::At(address)) = (&tls, settings.http_listen)
+            && !address.ip().is_loopback()
+        {
+            return Err(StartupError::PlainHttp(address));
+        }
+        let cors = crate::gateway::cors(&settings.cors_origins).map_err(StartupError::Http)?;
         // The port first: a server that cannot listen creates no database, secret or key file.
         let listener =
             TcpListener::bind(settings.listen)
@@ -133,6 +154,10 @@ impl Application {
             .and_then(|listener| listener.local_addr().ok());
         let probe_listener = bind_http(settings.probe_listen).await?;
         let probe_address = probe_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
+        let http_listener = bind_http(settings.http_listen).await?;
+        let http_address = http_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
         // The database file first, then its secret file: a replica starting at the same moment
@@ -185,6 +210,9 @@ impl Application {
             probe_listener,
             probe_address,
             metrics_address,
+            http_listener,
+            http_address,
+            cors,
             limits,
             keepalive: Duration::from_millis(settings.keepalive_ms),
             grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -236,6 +264,11 @@ impl Application {
     /// The address of the metrics and probes listener, unless it is off.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_address
+    }
+
+    /// Where the HTTP/JSON API is served, when it is (the real port when port 0 was asked for).
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http_address
     }
 
     /// Where the probes are served, when they are (the real port when port 0 was asked for).
@@ -365,16 +398,9 @@ impl Application {
                 async move { signal.wait(Stage::Cutting).await }
             }
         };
-        let incoming = connections::accept(self.listener, self.limits, cut);
-        tracing::info!(address = %self.address, tls = self.tls.is_some(), "serving mandate.v1");
-        let mut server = Server::builder();
-        if let Some(tls) = self.tls {
-            server = server.tls_config(tls)?;
-        }
-        let serve = server
-            .max_concurrent_streams(Some(self.max_streams))
-            .http2_keepalive_interval(Some(self.keepalive))
-            .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
+        // One stack of layers and services for every transport: the gRPC listener serves it,
+        // and the HTTP listener hands it the calls it transcodes.
+        let layers = tower::ServiceBuilder::new()
             .layer(AroundLayer(Observe::new(self.state.metrics.clone())))
             .layer(AroundLayer(TrackActivity))
             .layer(AroundLayer(Authenticate {
@@ -385,14 +411,14 @@ impl Application {
                 self.database_wait,
                 self.max_calls,
                 self.state.metrics.clone(),
-            )))
-            .add_service(health_service)
-            .add_optional_service(self.reflection.then(|| v1.build_v1()).transpose()?)
-            .add_optional_service(
-                self.reflection
-                    .then(|| v1alpha.build_v1alpha())
-                    .transpose()?,
-            )
+            )));
+        let mut routes = tonic::service::Routes::builder();
+        routes.add_service(health_service);
+        if self.reflection {
+            routes.add_service(v1.build_v1()?);
+            routes.add_service(v1alpha.build_v1alpha()?);
+        }
+        routes
             .add_service(
                 IdentityServiceServer::new(IdentityApi(self.state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -404,7 +430,45 @@ impl Application {
             .add_service(
                 PermissionServiceServer::new(PermissionApi(self.state.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
-            )
+            );
+        let routes = routes.routes();
+        if let Some(listener) = self.http_listener {
+            let stack = BoxCloneSyncService::new(layers.service(routes.clone().prepare()));
+            let gateway = Arc::new(Gateway::new(stack).map_err(StartupError::Http)?);
+            if let Some(address) = self.http_address {
+                tracing::info!(%address, "serving the HTTP/JSON API and gRPC-Web");
+            }
+            let draining = {
+                let signal = signal.clone();
+                move || {
+                    let signal = signal.clone();
+                    async move { signal.wait(Stage::Draining).await }
+                }
+            };
+            tasks.spawn(
+                "HTTP listener",
+                crate::gateway::serve(
+                    listener,
+                    self.limits,
+                    gateway,
+                    self.cors,
+                    cut.clone(),
+                    draining,
+                ),
+            );
+        }
+        let incoming = connections::accept(self.listener, self.limits, cut);
+        tracing::info!(address = %self.address, tls = self.tls.is_some(), "serving mandate.v1");
+        let mut server = Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        let serve = server
+            .max_concurrent_streams(Some(self.max_streams))
+            .http2_keepalive_interval(Some(self.keepalive))
+            .http2_keepalive_timeout(Some(self.keepalive.min(KEEPALIVE_TIMEOUT_MAX)))
+            .layer(layers)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop);
         tokio::pin!(serve);
         let grace = self.grace;

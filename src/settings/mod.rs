@@ -53,6 +53,29 @@ pub struct Settings {
     )]
     pub probe_listen: HttpListen,
 
+    /// Address of the HTTP listener: the API as JSON over HTTP/1.1 and HTTP/2 (`/v1/…`), its
+    /// OpenAPI document (`/openapi.json`) and gRPC-Web, with the same keys, scopes, limits and
+    /// metrics as gRPC. Plain HTTP: keep it on loopback or behind a TLS-terminating proxy.
+    /// `off` serves none. Port 0 picks a free port.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_listen: HttpListen,
+
+    /// The browser origins (`https://portal.example.org`) allowed to call the HTTP listener
+    /// across origins (CORS), separated by commas; none by default, so that no page of
+    /// another origin can call it.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     /// How the log is written to standard error: `text` (for people), `json` (one object per
     /// line, for log collectors), or `auto`: text on a terminal, JSON otherwise.
     #[arg(long, global = true, env = "MANDATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]

@@ -20,12 +20,36 @@ use prometheus_client::registry::Registry;
 use prost::Message;
 use tonic::Code;
 
-/// A call's method, as the `grpc_service` and `grpc_method` labels. Calls to a path that names
-/// no served method share one label set, so that a caller cannot grow the series without bound.
+/// A call's method, as the `grpc_service` and `grpc_method` labels, and the transport it came
+/// by. Calls to a path that names no served method share one label set, so that a caller cannot
+/// grow the series without bound.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
     grpc_service: Arc<String>,
     grpc_method: Arc<String>,
+    transport: &'static str,
+}
+
+/// How a call reached the server: the `transport` label of the call metrics. A call carries
+/// it as a request extension when it came through the HTTP listener (`crate::gateway`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// gRPC over HTTP/2, on the gRPC listener.
+    Grpc,
+    /// gRPC-Web, on the HTTP listener.
+    GrpcWeb,
+    /// JSON over HTTP/1.1 or HTTP/2, on the HTTP listener.
+    Http,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::GrpcWeb => "grpc-web",
+            Self::Http => "http",
+        }
+    }
 }
 
 impl fmt::Display for MethodLabels {
@@ -38,6 +62,7 @@ impl fmt::Display for MethodLabels {
 struct HandledLabels {
     grpc_service: Arc<String>,
     grpc_method: Arc<String>,
+    transport: &'static str,
     grpc_code: &'static str,
 }
 
@@ -133,6 +158,7 @@ impl Metrics {
                             MethodLabels {
                                 grpc_service: service_name.clone(),
                                 grpc_method: Arc::new(method.name().to_owned()),
+                                transport: Transport::Grpc.label(),
                             },
                         );
                     }
@@ -148,12 +174,14 @@ impl Metrics {
                 MethodLabels {
                     grpc_service: Arc::new(service.to_owned()),
                     grpc_method: Arc::new("ServerReflectionInfo".to_owned()),
+                    transport: Transport::Grpc.label(),
                 },
             );
         }
         let unknown = MethodLabels {
             grpc_service: Arc::new("unknown".to_owned()),
             grpc_method: Arc::new("unknown".to_owned()),
+            transport: Transport::Grpc.label(),
         };
         let metrics = Self {
             registry: Registry::default(),
@@ -213,12 +241,15 @@ impl Metrics {
         self
     }
 
-    /// The labels of the method at `path`.
-    pub fn method(&self, path: &str) -> MethodLabels {
-        self.methods
+    /// The labels of the method at `path`, called by `transport`.
+    pub fn method(&self, path: &str, transport: Transport) -> MethodLabels {
+        let mut labels = self
+            .methods
             .get(path)
             .cloned()
-            .unwrap_or_else(|| self.unknown.clone())
+            .unwrap_or_else(|| self.unknown.clone());
+        labels.transport = transport.label();
+        labels
     }
 
     /// A call to `method` began.
@@ -232,6 +263,7 @@ impl Metrics {
             .get_or_create(&HandledLabels {
                 grpc_service: method.grpc_service.clone(),
                 grpc_method: method.grpc_method.clone(),
+                transport: method.transport,
                 grpc_code: code_name(code),
             })
             .inc();

@@ -129,6 +129,8 @@ impl TestDatabase {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             metrics_listen: "127.0.0.1:0".parse().expect("a valid address"),
             probe_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            http_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            cors_origins: Vec::new(),
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             database_url: self.url.clone(),
@@ -206,6 +208,8 @@ pub struct TestApp {
     pub metrics_address: std::net::SocketAddr,
     /// Where the server serves its probes.
     pub probe_address: std::net::SocketAddr,
+    /// Where the server serves the HTTP/JSON API and gRPC-Web.
+    pub http_address: std::net::SocketAddr,
     /// The server's store, for injecting faults into its connections.
     pub store: mandate_store::Store,
     /// The server's live API keys, to reload at once after a test changes them.
@@ -307,6 +311,7 @@ async fn serve(
     let probe_address = app
         .probe_address()
         .expect("test servers serve their probes");
+    let http_address = app.http_address().expect("test servers serve the HTTP API");
     let store = app.store();
     let keys = app.keys();
     let (stop, stopped) = oneshot::channel();
@@ -328,6 +333,7 @@ async fn serve(
         address,
         metrics_address,
         probe_address,
+        http_address,
         store,
         keys,
         identity: IdentityServiceClient::new(with_key(channel.clone(), &key)),
@@ -369,7 +375,7 @@ impl TestApp {
     /// cut off (`CANCELLED`): their futures, and with them their transactions, are dropped.
     pub async fn calls_cut_off(&self, service: &str, method: &str, count: f64) {
         let name = format!(
-            "grpc_server_handled_total{{grpc_service=\"{service}\",grpc_method=\"{method}\",\
+            "grpc_server_handled_total{{grpc_service=\"{service}\",grpc_method=\"{method}\",transport=\"grpc\",\
              grpc_code=\"CANCELLED\"}}"
         );
         self.metric_reaches(&name, count).await;
@@ -937,4 +943,143 @@ pub fn series(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// An answer of the HTTP listener: its status, headers and body (JSON when it parses).
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub text: String,
+    pub json: serde_json::Value,
+    /// The body as it came.
+    pub bytes: bytes::Bytes,
+}
+
+impl HttpAnswer {
+    /// The `google.rpc.BadRequest` fields at fault of a JSON error.
+    pub fn violations(&self) -> Vec<String> {
+        self.json["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .flat_map(|detail| {
+                detail["fieldViolations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|violation| violation["field"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// A response header, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// A real HTTP client to the server's HTTP listener: HTTP/1.1, or HTTP/2 without TLS (h2c).
+#[derive(Clone)]
+pub struct HttpClient {
+    address: std::net::SocketAddr,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    key: Option<String>,
+}
+
+impl HttpClient {
+    pub fn new(address: std::net::SocketAddr, key: Option<&str>, http2: bool) -> Self {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(http2)
+                .build_http();
+        Self {
+            address,
+            client,
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// `method path` with `body` (JSON text, or none), as `customer` when given, with the
+    /// client's key, and with `headers` besides.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        customer: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> HttpAnswer {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.address));
+        if let Some(key) = &self.key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(customer) = customer {
+            request = request.header("x-customer-id", customer);
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default().to_owned(),
+            )))
+            .expect("a request");
+        self.answer(request).await
+    }
+
+    /// Sends `request` as it is.
+    pub async fn answer(
+        &self,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> HttpAnswer {
+        use http_body_util::BodyExt;
+        let response = self.client.request(request).await.expect("an HTTP answer");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        HttpAnswer {
+            status,
+            headers,
+            text,
+            json,
+            bytes: body,
+        }
+    }
+
+    /// `send` that must answer 200, for a JSON body.
+    pub async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        customer: Option<&str>,
+        body: Option<&str>,
+    ) -> serde_json::Value {
+        let answer = self.send(method, path, customer, body, &[]).await;
+        assert_eq!(answer.status, 200, "{method} {path}: {}", answer.text);
+        answer.json
+    }
+}
+
+impl TestApp {
+    /// An HTTP/1.1 client of the HTTP listener with the bootstrap key.
+    pub fn http(&self) -> HttpClient {
+        HttpClient::new(self.http_address, Some(&self.key), false)
+    }
 }

@@ -12,6 +12,7 @@ mod denials;
 mod faults;
 mod feed;
 mod guessing;
+mod http;
 mod identifiers;
 mod identity;
 mod keys;

@@ -30,7 +30,7 @@ on_both_backends!(
 fn check_series(method: &str, code: &str) -> String {
     format!(
         "grpc_server_handled_total{{grpc_service=\"mandate.v1.PermissionService\",\
-         grpc_method=\"{method}\",grpc_code=\"{code}\"}}"
+         grpc_method=\"{method}\",transport=\"grpc\",grpc_code=\"{code}\"}}"
     )
 }
 
@@ -97,12 +97,12 @@ async fn the_metrics_count_calls_decisions_refusals_and_the_pool(backend: Backen
     expect(&check_series("SetPermissions", "OK"), 1.0);
     expect(
         "grpc_server_handling_seconds_count{grpc_service=\"mandate.v1.PermissionService\",\
-         grpc_method=\"CheckPermission\"}",
+         grpc_method=\"CheckPermission\",transport=\"grpc\"}",
         5.0,
     );
     expect(
         "grpc_server_handled_total{grpc_service=\"mandate.v1.IdentityService\",\
-         grpc_method=\"GetCustomer\",grpc_code=\"UNAUTHENTICATED\"}",
+         grpc_method=\"GetCustomer\",transport=\"grpc\",grpc_code=\"UNAUTHENTICATED\"}",
         1.0,
     );
     expect(
@@ -157,7 +157,7 @@ async fn the_metrics_count_calls_decisions_refusals_and_the_pool(backend: Backen
                 series(
                     &text,
                     "grpc_server_handled_total{grpc_service=\"mandate.v1.PermissionService\",\
-                     grpc_method=\"WatchChanges\",grpc_code=\"CANCELLED\"}"
+                     grpc_method=\"WatchChanges\",transport=\"grpc\",grpc_code=\"CANCELLED\"}"
                 ) == Some(1.0),
                 "a feed the client closed is CANCELLED:\n{text}"
             );
@@ -674,7 +674,7 @@ async fn a_call_cut_off_by_its_deadline_is_counted_as_handled() {
         series(
             &text,
             "grpc_server_started_total{grpc_service=\"mandate.v1.IdentityService\",\
-             grpc_method=\"RegisterCustomer\"}"
+             grpc_method=\"RegisterCustomer\",transport=\"grpc\"}"
         ),
         Some(1.0),
         "{text}"

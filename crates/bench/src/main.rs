@@ -17,6 +17,11 @@
 //! are all denied, the denied-check trail's load). Every check's answer is compared with the expected one;
 //! a wrong answer counts as an error.
 //!
+//! With `--http URL` (the server's HTTP listener), two more: `http-floor` (a path no route
+//! serves, answered 404 by the listener itself: the HTTP floor) and `http-check` (the `check`
+//! scenario's CheckPermission as JSON, `POST /v1/checks:check`), over HTTP/1.1 with up to
+//! `--in-flight` keep-alive connections, or with `--http2` over `--connections` h2c connections.
+//!
 //! The data comes from `--sample FILE`, written by `mandate seed --sample FILE`; without it the
 //! benchmark registers a little data of its own (unique names, so any database will do).
 //! `--iterations N` also times CheckPermission and SetPermissions one call after another first;
@@ -84,6 +89,13 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// The server's HTTP listener (`http://127.0.0.1:8080`), for the http-floor and http-check
+    /// scenarios.
+    #[arg(long)]
+    http: Option<String>,
+    /// Over HTTP/2 without TLS (h2c), multiplexed over `--connections`, rather than HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
     /// Time CheckPermission and SetPermissions this many times one call after another first;
     /// 0 to skip.
     #[arg(long, default_value_t = 0)]
@@ -122,10 +134,14 @@ enum Scenario {
     BatchByApplication,
     /// CheckPermissions of 100 checks, every other one by application.
     MixedBatch,
+    /// A path the HTTP listener routes nowhere, answered 404 by the listener: the HTTP floor.
+    HttpFloor,
+    /// The check scenario's CheckPermission, as JSON over HTTP.
+    HttpCheck,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 11] = [
         Scenario::Check,
         Scenario::CheckByApplication,
         Scenario::Batch,
@@ -135,6 +151,8 @@ impl Scenario {
         Scenario::SetPermissions,
         Scenario::AssociateByPin,
         Scenario::DeniedBatch,
+        Scenario::HttpFloor,
+        Scenario::HttpCheck,
     ];
 
     fn name(self) -> &'static str {
@@ -148,6 +166,8 @@ impl Scenario {
             Scenario::DeniedBatch => "denied-batch",
             Scenario::BatchByApplication => "batch-by-application",
             Scenario::MixedBatch => "mixed-batch",
+            Scenario::HttpFloor => "http-floor",
+            Scenario::HttpCheck => "http-check",
         }
     }
 }
@@ -294,7 +314,10 @@ impl Sample {
     /// Whether `scenario` has what it needs.
     fn serves(&self, scenario: Scenario) -> bool {
         match scenario {
-            Scenario::Check | Scenario::Batch | Scenario::ListAccessible => !self.checks.is_empty(),
+            Scenario::Check | Scenario::Batch | Scenario::ListAccessible | Scenario::HttpCheck => {
+                !self.checks.is_empty()
+            }
+            Scenario::HttpFloor => true,
             Scenario::CheckByApplication | Scenario::BatchByApplication => {
                 !self.applications.is_empty()
             }
@@ -312,12 +335,18 @@ async fn main() -> Result<(), Failure> {
     let key: MetadataValue<Ascii> = format!("Bearer {}", args.key.trim()).parse()?;
     let mut pool = Vec::new();
     for _ in 0..args.connections.max(1) {
-        pool.push(InterceptedService::new(
-            Channel::from_shared(args.target.clone())?.connect().await?,
-            WithKey(key.clone()),
-        ));
+        pool.push(Link {
+            grpc: InterceptedService::new(
+                Channel::from_shared(args.target.clone())?.connect().await?,
+                WithKey(key.clone()),
+            ),
+            http: args
+                .http
+                .as_ref()
+                .map(|base| Http::new(base, args.key.trim(), args.http2)),
+        });
     }
-    let channel = pool[0].clone();
+    let channel = pool[0].grpc.clone();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
@@ -366,6 +395,11 @@ async fn main() -> Result<(), Failure> {
     let mut results = vec![("health (floor)", load.run(health_call()).await?)];
     let joins = Arc::new(AtomicU64::new(0));
     for scenario in scenarios {
+        let http = matches!(scenario, Scenario::HttpFloor | Scenario::HttpCheck);
+        if http && args.http.is_none() {
+            eprintln!("skipping {}: no --http listener given", scenario.name());
+            continue;
+        }
         if !sample.serves(scenario) {
             eprintln!(
                 "skipping {}: the sample has nothing for it",
@@ -447,9 +481,82 @@ async fn main() -> Result<(), Failure> {
 type Outcome = Result<u64, String>;
 
 /// One call of a scenario on a connection; `n` numbers the calls, to vary what they ask.
-type Call = Arc<
-    dyn Fn(Authed, u64) -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync,
->;
+type Call =
+    Arc<dyn Fn(Link, u64) -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// One connection's clients: gRPC, and HTTP when `--http` is given.
+#[derive(Clone)]
+struct Link {
+    grpc: Authed,
+    http: Option<Http>,
+}
+
+/// A client of the HTTP listener: HTTP/1.1 keep-alive connections as needed, or one h2c
+/// connection.
+#[derive(Clone)]
+struct Http {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+    authorization: String,
+}
+
+impl Http {
+    fn new(base: &str, key: &str, http2: bool) -> Self {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(http2)
+                .pool_max_idle_per_host(usize::MAX)
+                .build_http();
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            authorization: format!("Bearer {key}"),
+        }
+    }
+
+    /// `method path` with a JSON `body`: the status and the body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, bytes::Bytes), String> {
+        use http_body_util::BodyExt;
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", &self.authorization)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// A check as the proto3 JSON of its request.
+fn check_json(entry: &(String, String, Permission, bool)) -> String {
+    serde_json::json!({
+        "customerId": entry.0,
+        "permission": entry.2.as_str_name(),
+        "contractorId": entry.1,
+    })
+    .to_string()
+}
 
 /// Checks in each `CheckPermissions` call of the batch scenario.
 const BATCH_ITEMS: usize = 100;
@@ -464,7 +571,7 @@ fn spread(x: u64, n: usize) -> usize {
 }
 
 fn health_call() -> Call {
-    Arc::new(|channel: Authed, _| {
+    Arc::new(|Link { grpc: channel, .. }: Link, _| {
         Box::pin(async move {
             tonic_health::pb::health_client::HealthClient::new(channel)
                 .check(tonic_health::pb::HealthCheckRequest::default())
@@ -545,7 +652,7 @@ fn application_checks(
 
 /// CheckPermissions of `BATCH_ITEMS` checks drawn from `checks`, every answer verified.
 fn batch_call(checks: Vec<(CheckPermissionRequest, bool)>) -> Call {
-    Arc::new(move |channel: Authed, n| {
+    Arc::new(move |Link { grpc: channel, .. }: Link, n| {
         let entries: Vec<&(CheckPermissionRequest, bool)> = (0..BATCH_ITEMS as u64)
             .map(|i| &checks[spread(n * BATCH_ITEMS as u64 + i, checks.len())])
             .collect();
@@ -592,11 +699,45 @@ fn scenario_call(
     joins: Arc<AtomicU64>,
 ) -> Call {
     match scenario {
-        Scenario::Check => Arc::new(move |channel: Authed, n| {
+        Scenario::HttpFloor => Arc::new(move |link: Link, _| {
+            Box::pin(async move {
+                let http = link.http.ok_or("no --http listener")?;
+                match http.call("GET", "/floor", String::new()).await? {
+                    (404, _) => Ok(0),
+                    (status, body) => Err(format!(
+                        "the floor answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )),
+                }
+            })
+        }),
+        Scenario::HttpCheck => Arc::new(move |link: Link, n| {
+            let entry = sample.checks[spread(n, sample.checks.len())].clone();
+            Box::pin(async move {
+                let http = link.http.ok_or("no --http listener")?;
+                let (status, body) = http
+                    .call("POST", "/v1/checks:check", check_json(&entry))
+                    .await?;
+                let decision: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| format!("{status}: not JSON: {e}"))?;
+                match decision.get("allowed") {
+                    Some(serde_json::Value::Bool(allowed))
+                        if status == 200 && *allowed == entry.3 =>
+                    {
+                        Ok(1)
+                    }
+                    _ => Err(format!(
+                        "a check over HTTP answered {status} {decision}, expected allowed = {}",
+                        entry.3
+                    )),
+                }
+            })
+        }),
+        Scenario::Check => Arc::new(move |Link { grpc: channel, .. }: Link, n| {
             let entry = &sample.checks[spread(n, sample.checks.len())];
             Box::pin(checked(channel, check_request(entry), entry.3, "a check"))
         }),
-        Scenario::CheckByApplication => Arc::new(move |channel: Authed, n| {
+        Scenario::CheckByApplication => Arc::new(move |Link { grpc: channel, .. }: Link, n| {
             let entry = &sample.applications[spread(n, sample.applications.len())];
             let expected = n % 2 == 0;
             let request = application_request(entry, expected);
@@ -628,7 +769,7 @@ fn scenario_call(
                 .collect();
             batch_call(mixed)
         }
-        Scenario::ListAccessible => Arc::new(move |channel: Authed, n| {
+        Scenario::ListAccessible => Arc::new(move |Link { grpc: channel, .. }: Link, n| {
             let (customer, _, permission, _) = &sample.checks[spread(n, sample.checks.len())];
             let request = ListAccessibleApplicationsRequest {
                 customer_id: customer.clone(),
@@ -644,7 +785,7 @@ fn scenario_call(
                     .map_err(|status| status.to_string())
             })
         }),
-        Scenario::SetPermissions => Arc::new(move |channel: Authed, n| {
+        Scenario::SetPermissions => Arc::new(move |Link { grpc: channel, .. }: Link, n| {
             let (account, manager, associate) = &sample.managed[spread(n, sample.managed.len())];
             // Any set without Manage: the associate never becomes or stops being a Manager.
             let bits = 1 + spread(n ^ 0x5e7, 15);
@@ -677,7 +818,7 @@ fn scenario_call(
                     .map_err(|status| status.to_string())
             })
         }),
-        Scenario::AssociateByPin => Arc::new(move |channel: Authed, n| {
+        Scenario::AssociateByPin => Arc::new(move |Link { grpc: channel, .. }: Link, n| {
             let (account, pin) = sample.pins[spread(n, sample.pins.len())].clone();
             let joiner = joins.fetch_add(1, Ordering::Relaxed);
             Box::pin(async move {
@@ -712,7 +853,7 @@ fn scenario_call(
 
 /// How the scenarios are driven.
 struct Load {
-    pool: Vec<Authed>,
+    pool: Vec<Link>,
     in_flight: usize,
     rate: Option<u32>,
     warmup: Duration,
