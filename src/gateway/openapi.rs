@@ -19,16 +19,27 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         comments: &comments,
         found: BTreeMap::new(),
     };
-    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut paths = Map::new();
     let mut tags = BTreeSet::new();
-    for route in routes.routes() {
+    // In the proto's order: by service, then by method.
+    let mut ordered: Vec<&Route> = routes.routes().iter().collect();
+    let files: Vec<String> = pool.files().map(|file| file.name().to_owned()).collect();
+    ordered.sort_by_key(|route| {
+        let service = route.method.parent_service();
+        let file = service.parent_file();
+        let file = files.iter().position(|name| name == file.name());
+        (file, service.index(), route.method.index())
+    });
+    for route in ordered {
         let service = route.method.parent_service();
         tags.insert(service.name().to_owned());
         let operation = operation(route, &comments, &mut schemas);
-        paths
+        let path = paths
             .entry(route.template.clone())
-            .or_default()
-            .insert(route.http_method.as_str().to_lowercase(), operation);
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(path) = path {
+            path.insert(route.http_method.as_str().to_lowercase(), operation);
+        }
     }
     let status = pool.get_message_by_name("google.rpc.Status").map_or_else(
         || json!({ "type": "object" }),
