@@ -21,6 +21,7 @@
 #   MANDATE_LOCAL_PORTS        the replicas' gRPC ports (default "50061 50062")
 #   MANDATE_LOCAL_METRICS_PORTS  their metrics ports (default "9471 9472")
 #   MANDATE_LOCAL_PROBE_PORTS  their probe ports (default "9481 9482")
+#   MANDATE_LOCAL_HTTP_PORTS   their HTTP/JSON ports (default "8091 8092")
 #   MANDATE_LOCAL_TIMEOUT      seconds to wait for a replica to be ready, or to exit (default 30)
 # Any other MANDATE_* setting in the environment (MANDATE_CACHE_SIZE, ...) reaches the replicas.
 # Needs psql. Readiness is asked with `mandate probe` where the binary has it, else with grpcurl
@@ -39,6 +40,7 @@ cd "$repo"
 read -r -a ports <<<"${MANDATE_LOCAL_PORTS:-50061 50062}"
 read -r -a metrics_ports <<<"${MANDATE_LOCAL_METRICS_PORTS:-9471 9472}"
 read -r -a probe_ports <<<"${MANDATE_LOCAL_PROBE_PORTS:-9481 9482}"
+read -r -a http_ports <<<"${MANDATE_LOCAL_HTTP_PORTS:-8091 8092}"
 timeout_secs=${MANDATE_LOCAL_TIMEOUT:-30}
 replicas=(1 2)
 
@@ -61,6 +63,7 @@ check_settings() {
     [ "${#ports[@]}" -eq 2 ] || die "MANDATE_LOCAL_PORTS must name two ports"
     [ "${#metrics_ports[@]}" -eq 2 ] || die "MANDATE_LOCAL_METRICS_PORTS must name two ports"
     [ "${#probe_ports[@]}" -eq 2 ] || die "MANDATE_LOCAL_PROBE_PORTS must name two ports"
+    [ "${#http_ports[@]}" -eq 2 ] || die "MANDATE_LOCAL_HTTP_PORTS must name two ports"
     [[ $timeout_secs =~ ^[0-9]+$ ]] || die "MANDATE_LOCAL_TIMEOUT must be a number of seconds"
     local admin_db=${admin_url%%\?*}
     admin_db=${admin_db#*://}
@@ -88,6 +91,7 @@ log_file() { printf '%s/replica-%s.log\n' "$dir" "$1"; }
 port_of() { printf '%s\n' "${ports[$(($1 - 1))]}"; }
 metrics_port_of() { printf '%s\n' "${metrics_ports[$(($1 - 1))]}"; }
 probe_port_of() { printf '%s\n' "${probe_ports[$(($1 - 1))]}"; }
+http_port_of() { printf '%s\n' "${http_ports[$(($1 - 1))]}"; }
 
 # The pid in a replica's pid file, when that process is alive and is a mandate server.
 running_pid() {
@@ -166,6 +170,7 @@ start_replica() {
         "MANDATE_LISTEN=127.0.0.1:$(port_of "$n")" \
         "MANDATE_METRICS_LISTEN=127.0.0.1:$(metrics_port_of "$n")" \
         "MANDATE_PROBE_LISTEN=127.0.0.1:$(probe_port_of "$n")" \
+        "MANDATE_HTTP_LISTEN=127.0.0.1:$(http_port_of "$n")" \
         nohup "$bin" serve </dev/null >>"$(log_file "$n")" 2>&1 &
     printf '%s\n' "$!" >"$(pid_file "$n")"
 }
@@ -219,7 +224,7 @@ cmd_up() {
         say "generated the PIN secret $secret_file"
     fi
 
-    "${mandate_env[@]}" MANDATE_METRICS_LISTEN=off MANDATE_PROBE_LISTEN=off "$bin" migrate >>"$dir/migrate.log" 2>&1 ||
+    "${mandate_env[@]}" MANDATE_METRICS_LISTEN=off MANDATE_PROBE_LISTEN=off MANDATE_HTTP_LISTEN=off "$bin" migrate >>"$dir/migrate.log" 2>&1 ||
         {
             tail -n 20 "$dir/migrate.log" >&2
             die "migration failed (log: $dir/migrate.log)"
