@@ -62,6 +62,9 @@ pub const MAX_JSON_BYTES: usize = 256 * 1024;
 const PASSED_ON: [&str; 3] = ["authorization", "x-customer-id", "x-request-id"];
 /// The media type of a `WatchChanges` feed: one JSON object per line.
 const NDJSON: &str = "application/x-ndjson";
+/// A gRPC message no service decodes (a field numbered 0), sent in place of a request the
+/// transcoder refused.
+const UNDECODABLE: &[u8] = &[0, 0, 0, 0, 1, 0];
 /// How long an HTTP/1.1 client has to send its request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -175,17 +178,15 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let request_id = parts.headers.get("x-request-id").cloned();
         let fail = |status: Status| self.error(&status, request_id.clone());
-        let deadline = deadline(&parts.headers).map_err(fail)?;
-        let body = match Limited::new(body, MAX_JSON_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(fail(Status::out_of_range(format!(
-                    "the body is larger than {MAX_JSON_BYTES} bytes"
-                ))));
-            }
-            Err(err) => return Err(fail(Status::cancelled(format!("the body was cut: {err}")))),
+        // What the transcoder refuses still goes through the stack, with a message no service
+        // decodes: so the key and scopes are judged first (a caller without a key hears 401,
+        // not what was wrong with its JSON), and the refusal is counted and logged as any
+        // call's. Its INVALID_ARGUMENT is then answered with the transcoder's own, which names
+        // the field.
+        let (payload, deadline, refused) = match self.transcode(route, fields, &parts, body).await {
+            Ok((message, deadline)) => (frame(&message), deadline, None),
+            Err(status) => (Bytes::from_static(UNDECODABLE), None, Some(status)),
         };
-        let message = request_message(route, fields, parts.uri.query(), &body).map_err(fail)?;
         let mut call = Request::builder()
             .method(Method::POST)
             .uri(route.grpc_path.as_str())
@@ -201,7 +202,7 @@ impl Gateway {
             call = call.header("grpc-timeout", format!("{}m", deadline.as_millis().max(1)));
         }
         let mut call = call
-            .body(Body::new(Full::new(frame(&message))))
+            .body(Body::new(Full::new(payload)))
             .map_err(|err| fail(Status::internal(err.to_string())))?;
         call.extensions_mut().insert(Transport::Http);
         if let Some(connection) = parts.extensions.get::<ConnectionInfo>() {
@@ -218,7 +219,15 @@ impl Gateway {
             // A call refused before its first message: its status is in the headers.
             let status = Status::from_header_map(&answer.headers)
                 .unwrap_or_else(|| Status::internal("an unreadable status"));
-            return Err(fail(status));
+            return Err(fail(match refused {
+                Some(refused) if status.code() == Code::InvalidArgument => refused,
+                _ => status,
+            }));
+        }
+        if let Some(refused) = refused {
+            // Not expected: the stack passed an undecodable message on. Nothing ran with it.
+            tracing::warn!(path = %route.grpc_path, "an undecodable message was not refused");
+            return Err(fail(refused));
         }
         let output = route.method.output();
         if route.is_streaming() {
@@ -251,6 +260,28 @@ impl Gateway {
         };
         let json = response_json(&output, message).map_err(fail)?;
         Ok(self.json(StatusCode::OK, &json, request_id))
+    }
+
+    /// The request message and deadline of a JSON call, from its path, query, headers and body.
+    async fn transcode(
+        &self,
+        route: &Route,
+        fields: Vec<(String, String)>,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<(prost_reflect::DynamicMessage, Option<Duration>), Status> {
+        let deadline = deadline(&parts.headers)?;
+        let body = match Limited::new(body, MAX_JSON_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(Status::out_of_range(format!(
+                    "the body is larger than {MAX_JSON_BYTES} bytes"
+                )));
+            }
+            Err(err) => return Err(Status::cancelled(format!("the body was cut: {err}"))),
+        };
+        let message = request_message(route, fields, parts.uri.query(), &body)?;
+        Ok((message, deadline))
     }
 
     fn json(
@@ -527,11 +558,13 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     ))
 }
 
-/// Serves `gateway` on `listener` within `limits` until `drain` completes: then no new
-/// connection is taken and open ones finish their calls; `cut` closes what is left.
+/// Serves `gateway` on `listener` within `limits` (and at most `max_streams` calls at once on
+/// an HTTP/2 connection) until `drain` completes: then no new connection is taken and open ones
+/// finish their calls; `cut` closes what is left.
 pub async fn serve<C, F, D, G>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    max_streams: u32,
     gateway: Arc<Gateway>,
     cors: Option<CorsLayer>,
     cut: C,
@@ -548,6 +581,7 @@ pub async fn serve<C, F, D, G>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().max_concurrent_streams(max_streams);
     let builder = Arc::new(builder);
     let stop = drain();
     tokio::pin!(stop);

@@ -10,7 +10,7 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::gateway::routes::{BodyRule, Route, RouteTable, field_at};
+use crate::gateway::routes::{BodyRule, Route, RouteTable, Segment, field_at};
 
 /// The document, as JSON.
 pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
@@ -35,7 +35,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         tags.insert(service.name().to_owned());
         let operation = operation(route, &comments, &mut schemas);
         let path = paths
-            .entry(route.template.clone())
+            .entry(document_path(route))
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(path) = path {
             path.insert(route.http_method.as_str().to_lowercase(), operation);
@@ -126,11 +126,15 @@ fn operation(route: &Route, comments: &Comments, schemas: &mut Schemas<'_>) -> V
         let Some(field) = field_at(&input, path) else {
             continue;
         };
+        let mut description = schemas.comments.field(&field);
+        if path.contains('.') {
+            description = format!("Sets the request's `{path}`. {description}");
+        }
         parameters.push(json!({
-            "name": path,
+            "name": parameter_name(path),
             "in": "path",
             "required": true,
-            "description": schemas.comments.field(&field),
+            "description": description,
             "schema": schemas.field(&field),
         }));
     }
@@ -195,12 +199,41 @@ fn operation(route: &Route, comments: &Comments, schemas: &mut Schemas<'_>) -> V
                 }
             }
         }
+        // An empty body is every field at its default, as in proto3 JSON.
         operation["requestBody"] = json!({
-            "required": true,
+            "required": false,
             "content": { "application/json": { "schema": body } },
         });
     }
     operation
+}
+
+/// A path variable's name in the document: its field's own name (`contractor_id` for
+/// `contractor.contractor_id`), so that two routes on one path name their variable alike, as
+/// OpenAPI requires; its description says which field it sets.
+fn parameter_name(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+/// The route's path in the document, its variables named by `parameter_name`.
+fn document_path(route: &Route) -> String {
+    let mut path = String::new();
+    for segment in &route.segments {
+        path.push('/');
+        match segment {
+            Segment::Literal(literal) => path.push_str(literal),
+            Segment::Field(field) => {
+                path.push('{');
+                path.push_str(parameter_name(field));
+                path.push('}');
+            }
+        }
+    }
+    if let Some(verb) = &route.verb {
+        path.push(':');
+        path.push_str(verb);
+    }
+    path
 }
 
 /// Whether a field can be given in a query string: scalars, enums and the well-known types
@@ -243,7 +276,7 @@ impl Schemas<'_> {
     fn body_schema(&mut self, message: &MessageDescriptor) -> Value {
         let mut properties = Map::new();
         for field in message.fields() {
-            let mut schema = self.field(&field);
+            let mut schema = nullable(self.field(&field));
             let description = self.comments.field(&field);
             if !description.is_empty() {
                 schema["description"] = Value::String(description);
@@ -287,12 +320,18 @@ impl Schemas<'_> {
             Kind::Uint32 | Kind::Fixed32 => {
                 json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX })
             }
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-                json!({ "type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$" })
-            }
-            Kind::Uint64 | Kind::Fixed64 => {
-                json!({ "type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$" })
-            }
+            // Written as strings; read as strings or numbers, as proto3 JSON allows.
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({
+                "type": ["string", "integer"],
+                "format": "int64",
+                "pattern": "^-?[0-9]{1,19}$",
+            }),
+            Kind::Uint64 | Kind::Fixed64 => json!({
+                "type": ["string", "integer"],
+                "format": "uint64",
+                "pattern": "^[0-9]{1,20}$",
+                "minimum": 0,
+            }),
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::String => json!({ "type": "string" }),
             Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64" }),
@@ -320,14 +359,35 @@ impl Schemas<'_> {
                 .of(&descriptor.parent_file(), descriptor.path());
             self.found.insert(
                 name.clone(),
+                // Written by name; read by name or number, as proto3 JSON allows.
                 json!({
-                    "type": "string",
-                    "enum": values,
+                    "oneOf": [
+                        { "type": "string", "enum": values },
+                        { "type": "integer", "format": "int32" },
+                    ],
                     "description": format!("{intro}\n\n{}", described.join("\n")),
                 }),
             );
         }
         json!({ "$ref": format!("#/components/schemas/{name}") })
+    }
+}
+
+/// `schema`, or `null`: proto3 JSON reads a field given as `null` as the field left out.
+fn nullable(schema: Value) -> Value {
+    match schema.get("type").cloned() {
+        Some(Value::String(kind)) => {
+            let mut schema = schema;
+            schema["type"] = json!([kind, "null"]);
+            schema
+        }
+        Some(Value::Array(mut kinds)) => {
+            let mut schema = schema;
+            kinds.push(json!("null"));
+            schema["type"] = Value::Array(kinds);
+            schema
+        }
+        _ => json!({ "anyOf": [schema, { "type": "null" }] }),
     }
 }
 

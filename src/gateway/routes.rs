@@ -55,6 +55,11 @@ impl Route {
         if parts.len() != self.segments.len() {
             return None;
         }
+        // A last segment with a `:` names a custom method: it is no value of a plain route's
+        // variable (`GET /v1/contractors/{id}` does not serve `/v1/contractors/x:leave`).
+        if self.verb.is_none() && parts.last().is_some_and(|last| last.contains(':')) {
+            return None;
+        }
         let mut fields = Vec::new();
         for (part, segment) in parts.iter().zip(&self.segments) {
             match segment {
@@ -331,5 +336,10 @@ mod tests {
             table.find(&http::Method::GET, "/v1/nothing"),
             Found::None
         ));
+        let Found::WrongMethod(allowed) = table.find(&http::Method::GET, "/v1/contractors/x:leave")
+        else {
+            panic!("a custom method's path is not a plain route's");
+        };
+        assert_eq!(allowed, [http::Method::POST]);
     }
 }

@@ -86,6 +86,9 @@ pub fn request_message(
             set_field(&mut object, &input, &path, value, Source::Query)?;
         }
     }
+    object
+        .iter()
+        .try_for_each(|(name, value)| exact_numbers(value, name))?;
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(Value::Object(object), &mut track);
     DynamicMessage::deserialize_with_options(input, deserializer, &READ).map_err(|err| {
@@ -99,6 +102,31 @@ pub fn request_message(
         };
         bad_field(&field, message)
     })
+}
+
+/// Refuses a JSON number that is not an integer of 64 bits but reads as a large one (beyond
+/// 2^53 a float is no longer exact): `-9223372036854775809` would otherwise be read as the
+/// smallest 64-bit integer. Such integers are to be sent as strings, as proto3 JSON writes them.
+/// (No `mandate.v1` message has a float field, which could take such a number.)
+fn exact_numbers(value: &Value, path: &str) -> Result<(), Status> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(number) if number.is_f64() => match number.as_f64() {
+            Some(float) if float.abs() >= EXACT => Err(bad_field(
+                path,
+                "is a number too large to be exact: send it as a string",
+            )),
+            _ => Ok(()),
+        },
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(at, item)| exact_numbers(item, &format!("{path}[{at}]"))),
+        Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(name, item)| exact_numbers(item, &format!("{path}.{name}"))),
+        _ => Ok(()),
+    }
 }
 
 /// The name in prost-reflect's "unrecognized field name 'name'" (or serde's "unknown field
@@ -182,6 +210,11 @@ fn set_field(
         if parts.peek().is_none() {
             let shown = json_path.join(".");
             match (object.get_mut(&name), source) {
+                // Written out at its default ("" or null), the field is unset in proto3 JSON:
+                // the path's value stands.
+                (Some(given), Source::Path) if given.is_null() || *given == "" => {
+                    *given = value;
+                }
                 (Some(given), Source::Path) if *given != value => {
                     return Err(bad_field(
                         &shown,
@@ -404,6 +437,14 @@ mod tests {
             "{}",
             status.message()
         );
+        let status = request(
+            http::Method::POST,
+            "/v1/checks:batchCheck",
+            None,
+            r#"{"items": [{"atLeastRevision": -9223372036854775809}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(violation(&status), "items[0].atLeastRevision");
         let status = request(http::Method::POST, "/v1/checks:check", None, "[1]").unwrap_err();
         assert_eq!(violation(&status), "body");
         let status = request(http::Method::POST, "/v1/checks:check", None, "{").unwrap_err();

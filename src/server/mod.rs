@@ -450,6 +450,7 @@ impl Application {
                 crate::gateway::serve(
                     listener,
                     self.limits,
+                    self.max_streams,
                     gateway,
                     self.cors,
                     cut.clone(),

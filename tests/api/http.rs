@@ -118,7 +118,11 @@ async fn the_guides_story_over_http(backend: Backend) {
                 "POST",
                 &format!("/v1/contractors/{rideau}/associates/{ben}:setPermissions"),
                 Some(&marie),
-                Some(r#"{"permissions": ["PERMISSION_PAY", "PERMISSION_INSPECTIONS"]}"#),
+                // Path fields written out at their default, as some clients do, are unset.
+                Some(
+                    r#"{"contractorId": "", "customerId": null,
+                        "permissions": ["PERMISSION_PAY", "PERMISSION_INSPECTIONS"]}"#,
+                ),
             )
             .await;
         let revision = id(&granted, "/revision");
@@ -334,6 +338,16 @@ async fn refused_calls_answer_json_statuses_and_change_nothing(backend: Backend)
             3,
             vec!["contractorId"],
         ),
+        // A custom method's path with another method.
+        (
+            "GET",
+            format!("/v1/contractors/{contractor}:leave"),
+            Some(&associate),
+            None,
+            405,
+            12,
+            vec![],
+        ),
         // Not found, not allowed, a precondition.
         (
             "GET",
@@ -429,6 +443,26 @@ async fn keys_and_scopes_hold_over_http(backend: Backend) {
             .header("www-authenticate")
             .is_some_and(|h| h.starts_with("Bearer"))
     );
+    // The key is judged before the request: broken JSON, a bad query or an oversized body from
+    // a caller without a key is refused for the key.
+    for (method, path, body) in [
+        ("POST", "/v1/checks:check".to_owned(), Some("{".to_owned())),
+        (
+            "GET",
+            format!("/v1/contractors/{contractor}/associates?pageSize=x"),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/contractors".to_owned(),
+            Some("x".repeat(300 * 1024)),
+        ),
+    ] {
+        let answer = anonymous
+            .send(method, &path, None, body.as_deref(), &[])
+            .await;
+        assert_eq!(answer.status, 401, "{method} {path}: {}", answer.text);
+    }
     let wrong = HttpClient::new(app.http_address, Some("mk_not_a_key"), false);
     let answer = wrong
         .send("POST", "/v1/checks:check", None, Some(&check), &[])
@@ -444,6 +478,11 @@ async fn keys_and_scopes_hold_over_http(backend: Backend) {
     payments
         .ok("POST", "/v1/checks:check", None, Some(&check))
         .await;
+    // A key without the scope hears so, whatever its request.
+    let answer = payments
+        .send("POST", "/v1/customers", None, Some("{"), &[])
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
     // A check key may not manage, nor act for a customer.
     let answer = payments
         .send(

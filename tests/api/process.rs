@@ -38,6 +38,7 @@ pub fn mandate_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
         .env("MANDATE_LOG_FORMAT", "text")
         .env("MANDATE_METRICS_LISTEN", "127.0.0.1:0")
         .env("MANDATE_PROBE_LISTEN", "127.0.0.1:0")
+        .env("MANDATE_HTTP_LISTEN", "127.0.0.1:0")
         .env_remove("DATABASE_URL")
         .env_remove("MANDATE_PIN_SECRET")
         .envs(envs.iter().copied())
