@@ -641,7 +641,13 @@ impl Service<Request<Incoming>> for Front {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let (gateway, connection) = (self.gateway.clone(), self.connection.clone());
-        Box::pin(async move { Ok(gateway.answer(request, connection).await) })
+        Box::pin(async move {
+            // Every request counts as a call for the connection's timeouts, also those answered
+            // here (the document, a route that does not exist): the connection is in use, not
+            // a socket that never speaks. A call's streamed answer is counted by the stack.
+            let _call = connection.activity.begin();
+            Ok(gateway.answer(request, connection).await)
+        })
     }
 }
 

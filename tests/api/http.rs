@@ -852,3 +852,49 @@ async fn plain_http_beside_tls_must_stay_on_loopback() {
     settings.http_listen = "127.0.0.1:0".parse().expect("an address");
     assert!(mandate::server::Application::build(&settings).await.is_ok());
 }
+
+/// A keep-alive connection that only reads the document is in use, not a silent socket: it
+/// outlives the handshake timeout, which closes a connection that never sends a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_use_outlives_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.handshake_timeout_ms = 300;
+    })
+    .await;
+    let request = format!(
+        "GET /openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n",
+        app.http_address
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.http_address)
+        .await
+        .expect("connect");
+    let mut silent = tokio::net::TcpStream::connect(app.http_address)
+        .await
+        .expect("connect");
+    let document = serde_json::to_string_pretty(
+        &serde_json::from_str::<Value>(include_str!("../../docs/openapi.json")).expect("JSON"),
+    )
+    .expect("JSON")
+    .len();
+    for _ in 0..3 {
+        stream.write_all(request.as_bytes()).await.expect("send");
+        // The head, then the whole document, on the same connection each time.
+        let mut answer = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        while answer.len() <= document || !answer.ends_with(b"}\n") {
+            let read = stream.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "the connection was closed");
+            answer.extend_from_slice(&chunk[..read]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        // Past the handshake timeout between two requests.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The socket that never spoke was closed by then.
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read(&mut byte))
+        .await
+        .expect("closed within the handshake timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
