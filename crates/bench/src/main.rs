@@ -505,11 +505,14 @@ struct Http {
 
 impl Http {
     fn new(base: &str, key: &str, http2: bool) -> Self {
+        // No Nagle delay, as tonic's channels: an HTTP/2 request is several frames.
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .http2_only(http2)
                 .pool_max_idle_per_host(usize::MAX)
-                .build_http();
+                .build(connector);
         Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
